@@ -1,0 +1,1 @@
+"""The ``augret`` command line: thin wrappers over the stage APIs."""

@@ -1,0 +1,66 @@
+"""The configuration of one enhancement run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["DEFAULT_MODEL", "EnhanceConfig"]
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
+
+@dataclass
+class EnhanceConfig:
+    """Everything that decides what ``augret enhance`` writes.
+
+    Attributes:
+        split: Which split's files to enhance (``test``, ``val``, ``train``).
+        side: ``queries``, ``candidates`` or ``both``.
+        files: Optional glob on the files' paths relative to the data dir (or their names).
+        backend: ``transformers``, ``openai`` or ``vllm``.
+        model: Hub id, local path, or a ``tiny`` preset (random weights, meaningless text).
+        revision: Model revision (part of the store key).
+        base_url: Server URL of the ``openai`` backend.
+        backend_options: Extra backend keyword arguments (timeout, max_concurrency, ...).
+        mode: ``replace`` (the paper: VLM text becomes the item's text) or ``append``.
+        prompts: Prompt set name or YAML path.
+        temperature: 0 means greedy decoding (reproducible; the default).
+        top_p: Nucleus sampling threshold when sampling.
+        seed: Sampling seed.
+        query_tokens: Output token budget of queries.
+        candidate_tokens: Output token budget of candidates.
+        query_caption_words: Word limit of image-only query captions.
+        candidate_caption_words: Word limit of candidate captions.
+        query_text_words: Word limit of rewritten / condensed queries.
+        overlong_factor: An output longer than limit × factor words is a failure.
+        batch_size: Requests per backend call.
+        max_pixels: Images are downscaled to this many pixels before they are sent.
+        workers: Threads that read and decode images ahead of the model.
+        store: Generation store file (default: the per-user cache, shared across runs).
+    """
+
+    split: str = "test"
+    side: Literal["queries", "candidates", "both"] = "both"
+    files: str | None = None
+    backend: Literal["transformers", "openai", "vllm"] = "transformers"
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    base_url: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    mode: Literal["replace", "append"] = "replace"
+    prompts: str = "v1"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    query_tokens: int = 128
+    candidate_tokens: int = 512
+    query_caption_words: int = 50
+    candidate_caption_words: int = 100
+    query_text_words: int = 60
+    overlong_factor: float = 1.5
+    batch_size: int = 8
+    max_pixels: int = 768 * 768
+    workers: int = 4
+    store: Path | None = None
