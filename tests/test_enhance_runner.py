@@ -239,3 +239,41 @@ def test_dedup_across_pools_and_splits(tmp_path: Path, sample_dir: Path) -> None
     report = enhance(data, tmp_path / "o2", EnhanceConfig(store=store, side="candidates"),
                      backend=backend2, progress=False)
     assert backend2.calls == [] and report["last_run"]["cached"] == n_test
+
+
+def test_dead_backend_stops_the_run_resumably(tmp_path: Path, sample_dir: Path) -> None:
+    from augret.errors import BackendError
+
+    class Dead(FakeBackend):
+        def generate(self, requests, params):
+            self.calls.extend(requests)
+            return [GenerationResult(None, error="connection refused") for _ in requests]
+
+    dead = Dead()
+    cfg = _cfg(tmp_path, side="candidates", abort_after_failed_batches=2)
+    with pytest.raises(BackendError, match="2 consecutive batches failed"):
+        enhance(sample_dir, tmp_path / "out", cfg, backend=dead, progress=False)
+    assert len(dead.calls) == 2 * cfg.batch_size
+    assert not (tmp_path / "out" / "cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl").exists()
+    report = enhance(sample_dir, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
+    assert report["last_run"]["failed"] == 0
+
+
+def test_real_odd_images_from_skimage(shared_data: Path, tmp_path: Path) -> None:
+    images = sorted(p for p in (shared_data / "skimage-images").iterdir()
+                    if p.suffix.lower() in (".png", ".jpg", ".gif", ".tif"))
+    root = tmp_path / "d"
+    pool = [{"txt": "" if i % 2 else None, "img_path": str(p), "modality": "image",
+             "did": f"4:{i + 1}", "src_content": None} for i, p in enumerate(images)]
+    _write(root / "cand_pool/local/mbeir_nights_task4_cand_pool.jsonl", pool)
+    report = enhance(root, tmp_path / "out", _cfg(tmp_path, side="candidates"),
+                     backend=FakeBackend(), progress=False)
+    counts = report["files"]["cand_pool/local/mbeir_nights_task4_cand_pool.jsonl"]
+    failures = [json.loads(x) for x in (tmp_path / "out" / "enhance_failures.jsonl")
+                .read_text().splitlines()]
+    # every image decodes (grey, RGBA, 16-bit, GIF, multi-page TIFF...) except one TIFF layout
+    # Pillow cannot read, which fails alone with a clear reason
+    assert {f["id"] for f in failures} <= {f"4:{i + 1}" for i, p in enumerate(images)
+                                            if p.name == "multipage_rgb.tif"}
+    assert all("not a recognised image format" in f["error"] for f in failures)
+    assert counts["generated"] + counts["cached"] == len(images) - len(failures)

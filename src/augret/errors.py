@@ -10,6 +10,7 @@ from pathlib import Path
 
 __all__ = [
     "AugretError",
+    "BackendError",
     "ConfigError",
     "DataFormatError",
     "DataNotFoundError",
@@ -77,6 +78,13 @@ class DataFormatError(AugretError):
         if field is not None:
             where = f"{where} field '{field}'" if where else f"field '{field}'"
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class BackendError(AugretError):
+    """A model backend is unusable (e.g. a server keeps refusing every request)."""
+
+    exit_code = 7
+    http_status = 502
 
 
 class ValidationFailed(AugretError):

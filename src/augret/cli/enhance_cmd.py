@@ -26,6 +26,8 @@ import click
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="Generation store (default: the per-user cache).")
 @click.option("--prompts", default=None, help="Prompt set name or YAML file.")
+@click.option("--query-tokens", type=int, default=None, help="Output budget of queries.")
+@click.option("--candidate-tokens", type=int, default=None, help="Output budget of candidates.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--max-pixels", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Image decoding threads.")
@@ -50,7 +52,7 @@ def enhance(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress
 
     table = Table(title=f"{out_dir}: {report['model']} ({report['prompt_version']})")
     for col in ("file", "total", "generated", "cached", "passed", "failed", "tok/s"):
-        table.add_column(col, justify="right" if col != "file" else "left")
+        table.add_column(col, justify="right" if col != "file" else "left", overflow="fold")
     for name, c in report["files"].items():
         tps = c["output_tokens"] / c["seconds"] if c["seconds"] else 0.0
         table.add_row(name, str(c["total"]), str(c["generated"]), str(c["cached"]),

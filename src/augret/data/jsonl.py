@@ -15,6 +15,8 @@ from augret.errors import DataFormatError, DataNotFoundError
 __all__ = ["atomic_writer", "iter_jsonl", "iter_lines", "write_jsonl"]
 
 ErrorHandler = Callable[[DataFormatError], None]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -114,6 +116,7 @@ def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:

@@ -35,6 +35,8 @@ class EnhanceConfig:
         candidate_caption_words: Word limit of candidate captions.
         query_text_words: Word limit of rewritten / condensed queries.
         overlong_factor: An output longer than limit × factor words is a failure.
+        abort_after_failed_batches: Stop the run (resumable) after this many consecutive
+            batches in which every request failed, e.g. a dead server; 0 never stops.
         batch_size: Requests per backend call.
         max_pixels: Images are downscaled to this many pixels before they are sent.
         workers: Threads that read and decode images ahead of the model.
@@ -60,6 +62,7 @@ class EnhanceConfig:
     candidate_caption_words: int = 100
     query_text_words: int = 60
     overlong_factor: float = 1.5
+    abort_after_failed_batches: int = 5
     batch_size: int = 8
     max_pixels: int = 768 * 768
     workers: int = 4

@@ -24,14 +24,19 @@ from augret.data.jsonl import atomic_writer, iter_jsonl
 from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
 from augret.data.records import Candidate, Query
 from augret.data.text import format_string
-from augret.enhance.backends.base import Backend, GenerationParams, GenerationRequest
+from augret.enhance.backends.base import (
+    Backend,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+)
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.files import link_untouched, select_files
 from augret.enhance.images import ImageError, image_digest, load_image, read_image_bytes
 from augret.enhance.policy import Policy, Route, route
 from augret.enhance.prompts import PromptSet, load_prompts
 from augret.enhance.store import Generation, GenerationStore, generation_key
-from augret.errors import DataFormatError
+from augret.errors import BackendError, DataFormatError
 
 __all__ = ["FileCounts", "enhance"]
 
@@ -80,6 +85,7 @@ class _Context:
     params: GenerationParams
     pool: ThreadPoolExecutor
     failures: IO[str]
+    failed_batches: int = 0
 
 
 def _clean(text: str) -> str:
@@ -160,6 +166,16 @@ def _check(ctx: _Context, item: _Item, text: str | None) -> str | None:
     return None
 
 
+def _watch_failures(ctx: _Context, results: list[GenerationResult]) -> None:
+    """Abort (resumably) when whole batches keep failing: the backend is down."""
+    ctx.failed_batches = ctx.failed_batches + 1 if all(r.error for r in results) else 0
+    limit = ctx.cfg.abort_after_failed_batches
+    if limit and ctx.failed_batches >= limit:
+        raise BackendError(
+            f"{ctx.failed_batches} consecutive batches failed entirely (last error: "
+            f"{results[-1].error}); stopping. Finished generations are stored: rerun to resume.")
+
+
 def _generate(ctx: _Context, items: list[_Item], counts: FileCounts) -> None:
     """Generate the chunk's missing outputs, batch by batch, committing each batch."""
     pending: dict[str, list[_Item]] = {}
@@ -181,8 +197,9 @@ def _generate(ctx: _Context, items: list[_Item], counts: FileCounts) -> None:
         ]
         results = ctx.backend.generate(requests, ctx.params)
         if len(results) != len(requests):
-            raise RuntimeError(f"backend {ctx.backend.name} returned {len(results)} results "
+            raise BackendError(f"backend {ctx.backend.name} returned {len(results)} results "
                                f"for {len(requests)} requests")
+        _watch_failures(ctx, results)
         stored = []
         for group, res in zip(batch, results, strict=True):
             reason = res.error or _check(ctx, group[0], res.text)
@@ -323,6 +340,16 @@ def _enhance_file(ctx: _Context, path: Path, side: str, out_path: Path, progress
     return counts
 
 
+def _make_backend(cfg: EnhanceConfig) -> Backend:
+    from augret.enhance.backends import backend_options, get_backend
+
+    options: dict[str, Any] = {"revision": cfg.revision, "base_url": cfg.base_url}
+    options = {k: v for k, v in options.items() if v is not None}
+    if "batch_size" in backend_options(cfg.backend):
+        options["batch_size"] = cfg.batch_size
+    return get_backend(cfg.backend, cfg.model, **{**options, **cfg.backend_options})
+
+
 def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
@@ -371,11 +398,7 @@ def enhance(
         log.warning("no %s files of split %r matched in %s", cfg.side, cfg.split, src.root)
     own_backend = backend is None
     if backend is None:
-        from augret.enhance.backends import get_backend
-
-        backend = get_backend(cfg.backend, cfg.model, revision=cfg.revision,
-                              base_url=cfg.base_url, batch_size=cfg.batch_size,
-                              **cfg.backend_options)
+        backend = _make_backend(cfg)
     policy = Policy(cfg.query_tokens, cfg.candidate_tokens, cfg.query_caption_words,
                     cfg.candidate_caption_words, cfg.query_text_words)
     store = GenerationStore(cfg.store)

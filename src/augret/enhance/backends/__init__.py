@@ -29,6 +29,7 @@ __all__ = [
     "GenerationParams",
     "GenerationRequest",
     "GenerationResult",
+    "backend_options",
     "get_backend",
 ]
 
@@ -45,6 +46,31 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
 
 #: The registered backend names.
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _options(cls: type) -> list[str]:
+    return [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def backend_options(name: str) -> list[str]:
+    """The keyword options the backend ``name`` accepts (imports its module).
+
+    Raises:
+        ConfigError: Unknown backend.
+        MissingExtraError: Its dependencies are not installed.
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    module_name, class_name, extra = _REGISTRY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or module_name, extra) from exc
+    return _options(getattr(module, class_name))
 
 
 def get_backend(name: str, model: str, **options: Any) -> Backend:
@@ -74,11 +100,7 @@ def get_backend(name: str, model: str, **options: Any) -> Backend:
     except ImportError as exc:
         raise MissingExtraError(exc.name or module_name, extra) from exc
     cls = getattr(module, class_name)
-    accepted = [
-        p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
+    accepted = _options(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(

@@ -1,0 +1,144 @@
+"""Which embedding entries make up a pool, id uniqueness, and candidate modalities.
+
+A local pool is its ``pools/<pool>`` entry. The union pool is a ``pools/union`` entry when
+the embedding directory has one, otherwise the concatenation of the local pool entries in
+UniIR's order (:data:`augret.data.ids.UNION_POOL_ORDER`), as UniIR's embedder builds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from augret.data.ids import MODALITIES, UNION_POOL_ORDER
+from augret.data.lookup import PoolLookup
+from augret.data.mbeir import MBEIRDir
+from augret.errors import DataFormatError, DataNotFoundError
+from augret.index.embeddings import EmbeddingDir, EmbeddingEntry
+
+__all__ = ["UNION", "check_unique", "modalities_from_pools", "pool_entries", "pool_names"]
+
+log = logging.getLogger(__name__)
+
+UNION = "union"
+
+
+def pool_names(emb: EmbeddingDir) -> list[str]:
+    """The local pool entries of an embedding directory (``union`` excluded)."""
+    return [n for n in emb.names("pools") if n != UNION]
+
+
+def pool_entries(emb: EmbeddingDir, pool: str) -> list[EmbeddingEntry]:
+    """The entries whose rows form ``pool`` (a local pool name or ``"union"``).
+
+    Raises:
+        DataNotFoundError: The pool (or, for the union, every local M-BEIR pool) is absent.
+    """
+    if pool != UNION:
+        return [emb.entry("pools", pool)]
+    if emb.has("pools", UNION):
+        return [emb.entry("pools", UNION)]
+    present = [n for n in UNION_POOL_ORDER if emb.has("pools", n)]
+    if not present:
+        raise DataNotFoundError(f"{emb.root}: no pools/union entry and none of the M-BEIR "
+                                f"local pools {list(UNION_POOL_ORDER)}")
+    missing = [n for n in UNION_POOL_ORDER if n not in present]
+    if missing:
+        log.warning("union of %d local pools; absent: %s", len(present), ", ".join(missing))
+    others = [n for n in pool_names(emb) if n not in UNION_POOL_ORDER]
+    if others:
+        log.info("pools not in M-BEIR's union (not included): %s", ", ".join(others))
+    return [emb.entry("pools", n) for n in present]
+
+
+def _locate(labels: Sequence[str], part_rows: Sequence[int], row: int) -> tuple[str, int]:
+    bounds = np.cumsum(part_rows)
+    part = int(np.searchsorted(bounds, row, side="right"))
+    start = int(bounds[part - 1]) if part else 0
+    return labels[part], row - start
+
+
+def check_unique(ids: Sequence[str], labels: Sequence[str], part_rows: Sequence[int]) -> None:
+    """Raise if an id occurs twice (UniIR asserts the same of its union).
+
+    Args:
+        ids: All ids in row order.
+        labels: The name of each part (e.g. entry keys), for the message.
+        part_rows: Rows of each part.
+
+    Raises:
+        DataFormatError: Naming the first duplicated id and the two places it occurs.
+    """
+    if len(set(ids)) == len(ids):
+        return
+    arr = np.asarray(ids, dtype=str)
+    order = np.argsort(arr, kind="stable")
+    s = arr[order]
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    a, b = int(order[dup[0]]), int(order[dup[0] + 1])
+    (la, ra), (lb, rb) = _locate(labels, part_rows, a), _locate(labels, part_rows, b)
+    n_dup = len(np.unique(s[dup]))
+    raise DataFormatError(f"id {s[dup[0]]!r} occurs more than once: {la} row {ra} and "
+                          f"{lb} row {rb} ({n_dup} duplicated id(s) in all)")
+
+
+def _resolve(src: Path, roots: Sequence[Path | None]) -> Path | None:
+    if src.is_absolute():
+        return src if src.is_file() else None
+    for root in roots:
+        if root is not None and (root / src).is_file():
+            return root / src
+    return src if src.is_file() else None
+
+
+def _pool_files(entry: EmbeddingEntry, data: MBEIRDir | None, emb_root: Path | None
+                ) -> list[Path]:
+    src = entry.source_file()
+    if src is not None:
+        found = _resolve(src, [data.root if data else None, emb_root])
+        if found is not None:
+            return [found]
+    if data is None:
+        return []
+    if entry.name == UNION:
+        return data.union_pool_files()
+    path = data.pool_file(entry.name)
+    return [path] if path is not None else []
+
+
+def modalities_from_pools(entries: Sequence[EmbeddingEntry], ids: Sequence[str], *,
+                          data_dir: str | Path | None = None,
+                          emb_root: str | Path | None = None) -> np.ndarray | None:
+    """The modality of every indexed id, read from the entries' pool files.
+
+    Each entry's pool file is its recorded source (``entry.json``), else the pool of the same
+    name in ``data_dir``. Reading uses :class:`augret.data.lookup.PoolLookup` (cached).
+
+    Returns:
+        int8 codes into :data:`augret.data.ids.MODALITIES`, or ``None`` when a pool file
+        cannot be found.
+
+    Raises:
+        DataFormatError: An id is not in its pool file.
+    """
+    data = MBEIRDir(data_dir) if data_dir is not None and Path(data_dir).is_dir() else None
+    files: list[Path] = []
+    for entry in entries:
+        found = _pool_files(entry, data, Path(emb_root) if emb_root else None)
+        if not found:
+            log.info("no pool file found for %s; modalities not stored", entry.key)
+            return None
+        files.extend(f for f in found if f not in files)
+    lookup = PoolLookup(files)
+    codes = np.empty(len(ids), dtype=np.int8)
+    index = {m: i for i, m in enumerate(MODALITIES)}
+    for i, did in enumerate(ids):
+        try:
+            codes[i] = index[lookup.modality(did)]
+        except KeyError:
+            raise DataFormatError(f"indexed id {did!r} is not in the pool files "
+                                  f"{', '.join(map(str, files))}") from None
+    return codes

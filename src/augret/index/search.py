@@ -1,0 +1,179 @@
+"""Top-k search results and the candidate-modality filter shared by dense and BM25 indexes.
+
+The filter over-fetches: it asks the index for more than k results, keeps those of the wanted
+modalities, and asks again with a deeper cut-off (×4 each round) for the queries that still
+have fewer than k, until k are found or the whole index was ranked. Without a filter (the
+default, as UniIR) results are exactly the index's top k.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from augret.data.ids import MODALITIES
+from augret.errors import ConfigError
+from augret.evaluate.runs import Run
+
+__all__ = ["SearchResult", "Searchable", "modality_mask", "ranked_search", "search"]
+
+SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+_MAX_CELLS = 1 << 24  # queries × depth per over-fetching call (~200 MB of results)
+
+
+@dataclass
+class SearchResult:
+    """Top-k results of a batch of queries, best first.
+
+    Attributes:
+        ids: ``(n_queries, k)`` candidate ids (``""`` where fewer than k were found).
+        scores: ``(n_queries, k)`` float32 scores (``-inf`` where padded).
+        rows: ``(n_queries, k)`` index row positions (``-1`` where padded).
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def to_run(self, qids: Sequence[str], *, task_ids: Mapping[str, int] | int | None = None,
+               tag: str | None = None) -> Run:
+        """The results as an :class:`augret.evaluate.Run` (ids stay strings).
+
+        Args:
+            qids: One query id per result row.
+            task_ids: UniIR's task id per query, or one for all.
+            tag: The run tag.
+        """
+        if len(qids) != len(self):
+            raise ConfigError(f"{len(qids)} qids for {len(self)} result rows")
+        real = self.rows >= 0
+        _, first, inverse = np.unique(self.rows[real], return_index=True, return_inverse=True)
+        vocab = [str(x) for x in self.ids[real][first].tolist()]
+        docs = np.full(self.rows.shape, -1, dtype=np.int64)
+        docs[real] = inverse.ravel()
+        scores = np.where(real, self.scores.astype(np.float64), np.nan)
+        if isinstance(task_ids, int):
+            task_ids = dict.fromkeys(qids, task_ids)
+        return Run(qids, docs, scores, vocab, task_ids=task_ids, tag=tag)
+
+
+class Searchable(Protocol):
+    """What :func:`search` needs: a dense or BM25 index."""
+
+    def search(self, queries: Any, k: int, *, batch_size: int = ...,
+               modalities: str | Iterable[str] | None = ...) -> SearchResult: ...
+
+
+def search(index: Searchable, queries: Any, k: int, *, batch_size: int = 1024,
+           modalities: str | Iterable[str] | None = None) -> SearchResult:
+    """Top-k search of ``queries`` in ``index``.
+
+    Args:
+        index: A :class:`~augret.index.DenseIndex` (``queries``: a ``(n, dim)`` array,
+            L2-normalised here) or a :class:`~augret.index.BM25Index` (``queries``: texts).
+        queries: The query vectors or texts.
+        k: Results per query.
+        batch_size: Queries per index call.
+        modalities: Keep only candidates of these modalities (``"image"``, ``"text"``,
+            ``"image,text"``); ``None`` (default, as UniIR) does not filter.
+
+    Returns:
+        ids and scores, best first.
+    """
+    return index.search(queries, k, batch_size=batch_size, modalities=modalities)
+
+
+def modality_mask(codes: np.ndarray | None, modalities: str | Iterable[str] | None
+                  ) -> np.ndarray | None:
+    """Rows whose modality is allowed (``None`` when there is no filter).
+
+    Args:
+        codes: Per-row int8 codes into :data:`augret.data.ids.MODALITIES`.
+        modalities: Allowed modality names.
+
+    Raises:
+        ConfigError: A filter is asked for but the index stores no modalities, or a name is
+            not a modality.
+    """
+    if modalities is None:
+        return None
+    names = [modalities] if isinstance(modalities, str) else list(modalities)
+    bad = [m for m in names if m not in MODALITIES]
+    if bad:
+        raise ConfigError(f"unknown modality {bad[0]!r}; use one of {list(MODALITIES)}")
+    if codes is None:
+        raise ConfigError("this index stores no candidate modalities; rebuild it with "
+                          "modalities to filter by modality")
+    return np.isin(codes, [MODALITIES.index(m) for m in names])
+
+
+def _pad(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n, width = rows.shape
+    if width >= k:
+        return scores[:, :k], rows[:, :k]
+    s = np.full((n, k), -np.inf, dtype=np.float32)
+    r = np.full((n, k), -1, dtype=np.int64)
+    s[:, :width], r[:, :width] = scores, rows
+    return s, r
+
+
+def ranked_search(search_fn: SearchFn, n_queries: int, k: int, ntotal: int,
+                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ``(scores, rows)`` of ``n_queries`` queries, with an optional row filter.
+
+    Args:
+        search_fn: ``(query positions, depth) -> (scores, rows)``, rows ``-1`` where empty,
+            each row sorted best first.
+        n_queries: Number of queries.
+        k: Results wanted per query.
+        ntotal: Rows in the index.
+        allowed: Boolean mask over index rows, or ``None``.
+
+    Returns:
+        float32 scores (``-inf`` padding) and int64 rows (``-1`` padding), ``(n_queries, k)``.
+    """
+    scores = np.full((n_queries, k), -np.inf, dtype=np.float32)
+    rows = np.full((n_queries, k), -1, dtype=np.int64)
+    if n_queries == 0 or ntotal == 0:
+        return scores, rows
+    everyone = np.arange(n_queries)
+    if allowed is None:
+        s, r = search_fn(everyone, min(k, ntotal))
+        r = np.asarray(r, dtype=np.int64)
+        s = np.where(r >= 0, np.asarray(s, dtype=np.float32), -np.inf).astype(np.float32)
+        return _pad(s, r, k)
+    n_allowed = int(allowed.sum())
+    if n_allowed == 0:
+        return scores, rows
+    target = min(k, n_allowed)
+    fetch = min(ntotal, max(2 * k, math.ceil(1.5 * k * ntotal / n_allowed)))
+    pending = everyone
+    while pending.size:
+        chunk = max(1, _MAX_CELLS // fetch)
+        unfinished = []
+        for start in range(0, pending.size, chunk):
+            part = pending[start: start + chunk]
+            s, r = search_fn(part, fetch)
+            r = np.asarray(r, dtype=np.int64)
+            keep = (r >= 0) & allowed[np.clip(r, 0, None)]
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+            kr = np.take_along_axis(r, order, axis=1)
+            ks = np.take_along_axis(np.asarray(s, dtype=np.float32), order, axis=1)
+            kk = np.take_along_axis(keep, order, axis=1)
+            kr[~kk], ks[~kk] = -1, -np.inf
+            ks, kr = _pad(ks, kr, k)
+            rows[part], scores[part] = kr, ks
+            short = keep.sum(axis=1) < target
+            unfinished.append(part[short])
+        if fetch >= ntotal:
+            break
+        pending = np.concatenate(unfinished) if unfinished else everyone[:0]
+        fetch = min(ntotal, fetch * 4)
+    return scores, rows
