@@ -43,8 +43,8 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 TINY_MODEL_CFG: dict[str, Any] = {
     "embed_dim": 64,
     "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 128, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1,
                  "layers": 2},
 }
 
@@ -310,6 +310,19 @@ def _load_weights_file(model: Any, path: str) -> None:
     model.load_state_dict(sd.get("state_dict", sd))
 
 
+def _side(size: Any) -> int:
+    """The square side of an HF image processor size (int, dict or SizeDict)."""
+    if isinstance(size, int):
+        return size
+    for key in ("height", "shortest_edge"):
+        value = getattr(size, key, None)
+        if value is None and hasattr(size, "get"):
+            value = size.get(key)
+        if value:
+            return int(value)
+    return 224
+
+
 def _build_hf(spec: BackboneSpec, load_weights: bool) -> tuple[Any, Processor]:
     transformers = require("transformers", "train")
     try:
@@ -333,8 +346,7 @@ def _build_hf(spec: BackboneSpec, load_weights: bool) -> tuple[Any, Processor]:
     ctx = spec.context_length or ctx
     size = image_processor.crop_size if getattr(image_processor, "do_center_crop", False) \
         else image_processor.size
-    side = int(size.get("height") or size.get("shortest_edge") or 224) \
-        if isinstance(size, dict) else int(size)
+    side = _side(size)
     is_clip = model.config.model_type == "clip"
     return model, Processor(
         tokenizer, _HFImageTransform(image_processor), side, ctx, hf=True,

@@ -51,13 +51,13 @@ _SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "bytearray", "byt
 
 
 def _stub(module: str, name: str) -> type:
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         return object.__new__(cls)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._args = args
 
-    def __setstate__(self, state: Any) -> None:  # noqa: N807
+    def __setstate__(self, state: Any) -> None:
         self._state = state
 
     return type(name, (), {"__new__": __new__, "__init__": __init__,

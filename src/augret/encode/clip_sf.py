@@ -57,7 +57,33 @@ class CLIPScoreFusion(nn.Module):
         if self.kind == "hf":
             out = self.clip_model.get_text_features(**text)
             return out if torch.is_tensor(out) else out.pooler_output
+        if self._trimmable:
+            return self._encode_text_trimmed(text["input_ids"])
         return self.clip_model.encode_text(text["input_ids"])
+
+    @property
+    def _trimmable(self) -> bool:
+        m = self.clip_model
+        return (type(m).__name__ == "CLIP" and getattr(m, "text_pool_type", None) == "argmax"
+                and getattr(m, "attn_mask", None) is not None
+                and not isinstance(m.text_projection, nn.Linear))
+
+    def _encode_text_trimmed(self, ids: Any) -> Any:
+        """open_clip ``CLIP.encode_text`` on the columns up to the last EOT of the batch.
+
+        With the causal mask and pooling at the EOT token (OpenAI CLIP), the padding after
+        the EOT never reaches the pooled output, so dropping it changes nothing but the
+        cost (short M-BEIR texts use a fraction of the 77 positions).
+        """
+        m = self.clip_model
+        length = int(ids.argmax(dim=-1).max()) + 1
+        ids = ids[:, :length]
+        cast_dtype = m.transformer.get_cast_dtype()
+        x = m.token_embedding(ids).to(cast_dtype) + m.positional_embedding[:length].to(cast_dtype)
+        x = m.transformer(x, attn_mask=m.attn_mask[:length, :length])
+        x = m.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+        return x @ m.text_projection
 
     def encode_image(self, image: Any) -> Any:
         """Projected image embeddings ``[B, D]`` (not normalised)."""

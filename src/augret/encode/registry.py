@@ -146,7 +146,7 @@ def load_encoder(name: str, *, device: str | None = "auto", precision: str = "au
         ConfigError: Unknown name or bad option.
         DataFormatError: Checkpoint weights that do not fit the architecture.
     """
-    from augret.encode.clip_sf import ClipSFEncoder, CLIPScoreFusion
+    from augret.encode.clip_sf import CLIPScoreFusion, ClipSFEncoder
 
     spec, sd = resolve_encoder(name, backbone=backbone)
     if context_length:

@@ -24,18 +24,21 @@ from augret.data.jsonl import atomic_writer, iter_jsonl
 from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
 from augret.data.records import Candidate, Query
 from augret.data.text import format_string
-from augret.enhance.backends.base import (
-    Backend,
-    GenerationParams,
-    GenerationRequest,
-    GenerationResult,
-)
+from augret.enhance.backends.base import Backend, GenerationParams, GenerationResult
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.files import link_untouched, select_files
 from augret.enhance.images import ImageError, image_digest, load_image, read_image_bytes
+from augret.enhance.item import (
+    clean_output,
+    item_generation,
+    item_key,
+    item_request,
+    make_backend,
+    output_problem,
+)
 from augret.enhance.policy import Policy, Route, route
 from augret.enhance.prompts import PromptSet, load_prompts
-from augret.enhance.store import Generation, GenerationStore, generation_key
+from augret.enhance.store import GenerationStore
 from augret.errors import BackendError, DataFormatError
 
 __all__ = ["FileCounts", "enhance"]
@@ -88,10 +91,6 @@ class _Context:
     failed_batches: int = 0
 
 
-def _clean(text: str) -> str:
-    return " ".join(text.split()).strip().strip('"').strip()
-
-
 def _source_text(rec: Query | Candidate) -> str | None:
     return rec.query_txt if isinstance(rec, Query) else rec.txt
 
@@ -114,13 +113,9 @@ def _prepare_one(ctx: _Context, item: _Item) -> None:
             return
         digest = image_digest(data)
         item.image = data  # decoded later, only if it must be generated
-    item.key = generation_key(
-        model=ctx.backend.model_id, revision=ctx.backend.revision,
-        prompt_version=ctx.prompts.id, route=r.kind,
-        params={**ctx.params.as_dict(), "max_new_tokens": r.max_new_tokens,
-                "max_pixels": ctx.cfg.max_pixels if r.send_image else None},
-        text=_source_text(rec) if r.send_text else None, image_sha256=digest,
-    )
+    item.key = item_key(backend=ctx.backend, prompts=ctx.prompts, params=ctx.params, route=r,
+                        max_pixels=ctx.cfg.max_pixels, text=_source_text(rec),
+                        image_sha256=digest)
 
 
 def _decode_one(ctx: _Context, item: _Item) -> None:
@@ -155,17 +150,6 @@ def _prepare(ctx: _Context, items: list[_Item]) -> list[_Item]:
     return items
 
 
-def _check(ctx: _Context, item: _Item, text: str | None) -> str | None:
-    """The failure reason of an output, or ``None`` when it is usable."""
-    if text is None or not _clean(text):
-        return "empty output"
-    words = len(_clean(text).split())
-    limit = item.route.max_words * ctx.cfg.overlong_factor
-    if item.route.max_words and words > limit:
-        return f"over-long output ({words} words > {limit:g} allowed)"
-    return None
-
-
 def _watch_failures(ctx: _Context, results: list[GenerationResult]) -> None:
     """Abort (resumably) when whole batches keep failing: the backend is down."""
     ctx.failed_batches = ctx.failed_batches + 1 if all(r.error for r in results) else 0
@@ -187,12 +171,9 @@ def _generate(ctx: _Context, items: list[_Item], counts: FileCounts) -> None:
         batch = groups[i: i + ctx.cfg.batch_size]
         heads = [g[0] for g in batch]
         requests = [
-            GenerationRequest(
-                messages=ctx.prompts.messages(h.route, _source_text(h.record)),  # type: ignore[arg-type]
-                image=h.image if h.route.send_image else None,
-                max_new_tokens=h.route.max_new_tokens,
-                id=getattr(h.record, "qid", None) or getattr(h.record, "did", ""),
-            )
+            item_request(ctx.prompts, h.route, _source_text(h.record),  # type: ignore[arg-type]
+                         h.image,
+                         getattr(h.record, "qid", None) or getattr(h.record, "did", ""))
             for h in heads
         ]
         results = ctx.backend.generate(requests, ctx.params)
@@ -202,24 +183,20 @@ def _generate(ctx: _Context, items: list[_Item], counts: FileCounts) -> None:
         _watch_failures(ctx, results)
         stored = []
         for group, res in zip(batch, results, strict=True):
-            reason = res.error or _check(ctx, group[0], res.text)
+            reason = res.error or output_problem(group[0].route, res.text,
+                                                 ctx.cfg.overlong_factor)
             for n, it in enumerate(group):
                 it.image = None
                 if reason is not None:
                     it.error = reason
                     continue
-                it.text = _clean(res.text or "")
+                it.text = clean_output(res.text or "")
                 it.status = "generated" if n == 0 else "cached"
             if reason is None:
                 counts.output_tokens += res.output_tokens
-                stored.append(Generation(
-                    key=group[0].key or "", text=_clean(res.text or ""),
-                    model=ctx.backend.model_id, revision=ctx.backend.revision,
-                    prompt_version=ctx.prompts.id, route=group[0].route.kind,
-                    params={**ctx.params.as_dict(),
-                            "max_new_tokens": group[0].route.max_new_tokens},
-                    output_tokens=res.output_tokens, finish_reason=res.finish_reason,
-                    created=time.time()))
+                stored.append(item_generation(group[0].key or "", res, backend=ctx.backend,
+                                              prompts=ctx.prompts, params=ctx.params,
+                                              route=group[0].route))
         ctx.store.put_many(stored)
 
 
@@ -340,16 +317,6 @@ def _enhance_file(ctx: _Context, path: Path, side: str, out_path: Path, progress
     return counts
 
 
-def _make_backend(cfg: EnhanceConfig) -> Backend:
-    from augret.enhance.backends import backend_options, get_backend
-
-    options: dict[str, Any] = {"revision": cfg.revision, "base_url": cfg.base_url}
-    options = {k: v for k, v in options.items() if v is not None}
-    if "batch_size" in backend_options(cfg.backend):
-        options["batch_size"] = cfg.batch_size
-    return get_backend(cfg.backend, cfg.model, **{**options, **cfg.backend_options})
-
-
 def _progress(enabled: bool):
     from rich.progress import (
         BarColumn,
@@ -398,7 +365,7 @@ def enhance(
         log.warning("no %s files of split %r matched in %s", cfg.side, cfg.split, src.root)
     own_backend = backend is None
     if backend is None:
-        backend = _make_backend(cfg)
+        backend = make_backend(cfg)
     policy = Policy(cfg.query_tokens, cfg.candidate_tokens, cfg.query_caption_words,
                     cfg.candidate_caption_words, cfg.query_text_words)
     store = GenerationStore(cfg.store)

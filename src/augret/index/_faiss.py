@@ -55,6 +55,21 @@ def to_gpus(fa: ModuleType, index: Any) -> Any:
         return index
 
 
+_GPU_RESOURCES: list[Any] = []  # kept alive as long as the indexes that use them
+
+
+def to_gpu(fa: ModuleType, index: Any) -> Any:
+    """Clone a CPU index onto GPU 0 (to train and fill IVF/PQ: one quantizer, not one per
+    shard); the input on failure."""
+    try:
+        if not _GPU_RESOURCES:
+            _GPU_RESOURCES.append(fa.StandardGpuResources())
+        return fa.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
+    except (RuntimeError, AttributeError) as exc:
+        log.warning("FAISS could not move the index to GPU (%s); building on CPU", exc)
+        return index
+
+
 def to_cpu(fa: ModuleType, index: Any) -> Any:
     """A CPU copy of a GPU index (the index itself when it already is on CPU)."""
     on_gpu = "Gpu" in type(index).__name__ or _is_shards(index)
@@ -107,22 +122,16 @@ def factory(kind: str, dim: int, n: int, *, nlist: int | None, hnsw_m: int,
     raise ConfigError(f"unknown index kind {kind!r}; use flat, ivf, hnsw, ivfpq or pq")
 
 
-def set_search_params(fa: ModuleType, index: Any, *, nprobe: int | None = None,
+def set_search_params(fa: ModuleType, index: Any, kind: str, *, nprobe: int | None = None,
                       ef_search: int | None = None) -> None:
-    """Set ``nprobe`` / ``efSearch`` where the index has them (CPU or GPU)."""
-    space = None
+    """Set IVF ``nprobe`` / HNSW ``efSearch`` on an index of ``kind`` (CPU or GPU copy)."""
     gpu = "Gpu" in type(index).__name__ or _is_shards(index)
-    for name, value in (("nprobe", nprobe), ("efSearch", ef_search)):
-        if value is None:
-            continue
-        if name == "nprobe" and fa.try_extract_index_ivf(index) is None and not gpu:
-            continue
-        if name == "efSearch" and not hasattr(index, "hnsw"):
-            continue
-        if space is None:
-            space = fa.GpuParameterSpace() if gpu and hasattr(fa, "GpuParameterSpace") \
-                else fa.ParameterSpace()
-        space.set_index_parameter(index, name, value)
+    space = fa.GpuParameterSpace() if gpu and hasattr(fa, "GpuParameterSpace") \
+        else fa.ParameterSpace()
+    if nprobe is not None and kind in ("ivf", "ivfpq"):
+        space.set_index_parameter(index, "nprobe", nprobe)
+    if ef_search is not None and kind == "hnsw":
+        space.set_index_parameter(index, "efSearch", ef_search)
 
 
 def flat_index_filled(fa: ModuleType, dim: int, n: int) -> tuple[Any, np.ndarray | None]:

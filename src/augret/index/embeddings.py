@@ -344,6 +344,16 @@ class VectorSet:
     def __len__(self) -> int:
         return sum(self.part_rows)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Per part: ``entry`` (label), ``rows`` and, for entries, ``fingerprint``."""
+        out = []
+        for label, vec, _ in self._parts:
+            item: dict[str, Any] = {"entry": label, "rows": self.part_rows[len(out)]}
+            if isinstance(vec, EmbeddingEntry):
+                item["fingerprint"] = vec.fingerprint
+            out.append(item)
+        return out
+
     def read_ids(self) -> list[str]:
         """All ids in row order (checked against the row counts)."""
         out: list[str] = []

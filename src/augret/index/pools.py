@@ -1,8 +1,9 @@
 """Which embedding entries make up a pool, id uniqueness, and candidate modalities.
 
-A local pool is its ``pools/<pool>`` entry. The union pool is a ``pools/union`` entry when
-the embedding directory has one, otherwise the concatenation of the local pool entries in
-UniIR's order (:data:`augret.data.ids.UNION_POOL_ORDER`), as UniIR's embedder builds it.
+A local pool is its ``pools/<pool>`` entry. The union pool is, in this order of preference:
+the entries listed by ``meta.json``'s ``union`` (the embedder records them), a
+``pools/union`` entry, or the local pool entries present in UniIR's order
+(:data:`augret.data.ids.UNION_POOL_ORDER`), as UniIR's embedder concatenates them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def pool_entries(emb: EmbeddingDir, pool: str) -> list[EmbeddingEntry]:
     """
     if pool != UNION:
         return [emb.entry("pools", pool)]
+    declared = emb.meta.get("union")
+    if isinstance(declared, list) and declared:  # the embedder's own list of union entries
+        out = []
+        for key in declared:
+            group, _, name = str(key).partition("/")
+            if group != "pools" or not name:
+                raise DataFormatError(f"meta.json union lists {key!r}, not a pools/<name> "
+                                      "entry", path=emb.root / "meta.json")
+            out.append(emb.entry("pools", name))
+        return out
     if emb.has("pools", UNION):
         return [emb.entry("pools", UNION)]
     present = [n for n in UNION_POOL_ORDER if emb.has("pools", n)]
@@ -81,7 +92,7 @@ def check_unique(ids: Sequence[str], labels: Sequence[str], part_rows: Sequence[
     a, b = int(order[dup[0]]), int(order[dup[0] + 1])
     (la, ra), (lb, rb) = _locate(labels, part_rows, a), _locate(labels, part_rows, b)
     n_dup = len(np.unique(s[dup]))
-    raise DataFormatError(f"id {s[dup[0]]!r} occurs more than once: {la} row {ra} and "
+    raise DataFormatError(f"id {str(s[dup[0]])!r} occurs more than once: {la} row {ra} and "
                           f"{lb} row {rb} ({n_dup} duplicated id(s) in all)")
 
 

@@ -1,4 +1,29 @@
-"""Contrastive training of retrievers on raw or enhanced data.
+"""Contrastive training of CLIP_SF retrievers on raw, enhanced or mixed M-BEIR data.
 
-This stage is not built yet; its package exists so the layout is stable.
+UniIR's recipe by default (in-batch query→candidate loss with CLIP's learnable logit scale,
+candidates gathered across ranks, AdamW 1e-5 with its weight-decay groups, cosine schedule,
+AMP), one code path from one process to ``torchrun`` with N ranks, exact resumption.
+
+Example::
+
+    from augret.config import load_config
+    from augret.train import TrainConfig, train
+
+    cfg = load_config(TrainConfig, "configs/train-tiny.yaml", {"data.dir": "runs/sample"})
+    summary = train(cfg)
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from augret.train.config import DataConfig, OptimConfig, TrainConfig, ValConfig
+
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "ValConfig", "train"]
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train as configured (see :func:`augret.train.loop.train`)."""
+    from augret.train.loop import train as _train
+
+    return _train(cfg)

@@ -1,0 +1,437 @@
+"""``augret embed``: embed the query files and candidate pools of an M-BEIR directory.
+
+Streams each source file in shards of ``shard_size`` rows (bounded memory), decodes images in
+data-loader workers, writes fp16 shards with aligned id files (:mod:`augret.encode.store`)
+and resumes at the first incomplete shard. The directory layout is ``docs/formats.md``'s
+embedding directory.
+
+Rows that cannot be embedded: with ``on_missing_image="skip"`` (the default) a row whose image
+is missing or unreadable, or that has neither text nor image, is left out of the vectors *and*
+the ids and listed in the entry's ``skipped.jsonl`` (``entry.json`` counts it); ``"error"``
+stops at the first such row; ``"drop"`` embeds the row without its image (mask 0) when it has
+text, and records that. If the first 50 rows with an image all fail, the run stops: the image
+root is wrong, not a few files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from augret.config import config_hash, config_to_dict, write_resolved
+from augret.data.ids import UNION_POOL_ORDER
+from augret.data.jsonl import atomic_writer
+from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir
+from augret.data.records import Candidate, Query
+from augret.encode.inputs import (
+    INSTRUCTION_MODES,
+    candidate_item,
+    positive_modality,
+    query_item,
+    query_prompt,
+)
+from augret.encode.store import EntryWriter, entry_is_current, remove_tree, source_fingerprint
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+
+__all__ = ["META_FILE", "EmbedConfig", "embed_dir"]
+
+log = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+FORMAT = "augret-embeddings"
+_GUARD_ROWS = 50
+
+
+@dataclass
+class EmbedConfig:
+    """What ``augret embed`` does.
+
+    Attributes:
+        encoder: Registered encoder name, ``open_clip:``/``hf:`` spec or checkpoint path.
+        backbone: Architecture of a UniIR ``.pth`` (default: inferred from its shapes).
+        split: Query split (``test``, ``val``...).
+        queries: Embed the split's query files.
+        pools: ``local`` (every local pool of the split) and/or ``union`` (the local pools
+            that make up the test union, or the global union file when the local pools are
+            incomplete); empty for none.
+        tasks: Only these tasks (e.g. ``cirr_task7``) and their local pools.
+        instruction: ``first`` (prompt_1, default), ``random`` (seeded per qid) or ``none``.
+        instruction_seed: Seed of ``random`` instructions.
+        batch_size: Items per forward pass.
+        shard_size: Source rows per shard file.
+        workers: Image-decoding data loader workers (0: in the main process; shards of at
+            most 4 batches are always decoded in the main process).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
+        context_length: Text context length (default: the model's, 77 for CLIP).
+        on_missing_image: ``skip`` (recorded), ``error`` or ``drop`` (embed without the image).
+        overwrite: Replace an output directory made with another config.
+    """
+
+    encoder: str = "clip_sf-vit-l-14"
+    backbone: str | None = None
+    split: str = "test"
+    queries: bool = True
+    pools: list[str] = field(default_factory=lambda: ["local"])
+    tasks: list[str] | None = None
+    instruction: Literal["first", "random", "none"] = "first"
+    instruction_seed: int = 2023
+    batch_size: int = 256
+    shard_size: int = 50_000
+    workers: int = 4
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    context_length: int | None = None
+    on_missing_image: Literal["skip", "error", "drop"] = "skip"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.pools if p not in ("local", "union")]
+        if bad:
+            raise ValueError(f"pools: unknown {bad}; expected 'local' and/or 'union'")
+        if self.instruction not in INSTRUCTION_MODES:
+            raise ValueError(f"instruction must be one of {INSTRUCTION_MODES}")
+        if self.batch_size < 1 or self.shard_size < 1 or self.workers < 0:
+            raise ValueError("batch_size and shard_size must be >= 1, workers >= 0")
+
+
+# ---- what to embed ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    entry: str  # "queries/<task>" or "pools/<pool>"
+    kind: Literal["queries", "pool"]
+    path: Path
+    task: Any = None  # EvalTask of a query file
+
+
+def _plan(data: MBEIRDir, cfg: EmbedConfig) -> tuple[list[_Job], list[str] | None]:
+    tasks = data.tasks(cfg.split)
+    if cfg.tasks:
+        known = {t.task.name for t in tasks}
+        missing = [t for t in cfg.tasks if t not in known]
+        if missing:
+            raise DataNotFoundError(f"{data.root}: no {cfg.split} query file for {missing}")
+        tasks = [t for t in tasks if t.task.name in cfg.tasks]
+    jobs: list[_Job] = []
+    if cfg.queries:
+        jobs += [_Job(f"queries/{t.task.name}", "queries", t.queries, t.task) for t in tasks]
+    pools: dict[str, Path] = {}
+    if "local" in cfg.pools:
+        if cfg.tasks:
+            pools.update({t.pool.name[len("mbeir_"):-len("_cand_pool.jsonl")]: t.pool
+                          for t in tasks if t.pool is not None})
+        else:
+            others = {"train", "val", "test"} - {cfg.split}
+            pools.update({name: p for name, p in data.local_pools().items()
+                          if not any(name.endswith(f"_{o}") for o in others)})
+    union: list[str] | None = None
+    if "union" in cfg.pools:
+        if cfg.split != "test":
+            raise ConfigError("the union pool exists for the test split only")
+        local = {n: p for n in UNION_POOL_ORDER if (p := data.pool_file(n)) is not None}
+        global_file = data.root / UNION_TEST_POOL
+        if len(local) < len(UNION_POOL_ORDER) and global_file.is_file():
+            jobs_union = {"union": global_file}
+            union = ["pools/union"]
+        elif local:
+            if len(local) < len(UNION_POOL_ORDER):
+                log.warning("union: %d of %d local test pools present; the union is their "
+                            "concatenation", len(local), len(UNION_POOL_ORDER))
+            jobs_union = local
+            union = [f"pools/{n}" for n in local]
+        else:
+            raise DataNotFoundError(f"{data.root}: no local test pool and no {UNION_TEST_POOL}")
+        pools.update(jobs_union)
+    jobs += [_Job(f"pools/{name}", "pool", path) for name, path in pools.items()]
+    return jobs, union
+
+
+# ---- reading rows ------------------------------------------------------------------------------
+def _iter_rows(path: Path, kind: str, start: int) -> Iterator[tuple[int, int, Any]]:
+    """``(row, line, record)`` from row ``start`` on; rows before it are counted, not parsed."""
+    parse = Query.from_dict if kind == "queries" else Candidate.from_dict
+    row = 0
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            if row >= start:
+                try:
+                    rec = parse(json.loads(raw))
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise DataFormatError(f"invalid JSON: {exc}", path=path,
+                                          line=line_no) from None
+                except DataFormatError as exc:
+                    raise DataFormatError(exc.reason, path=path, line=line_no,
+                                          field=exc.field) from None
+                yield row, line_no, rec
+            row += 1
+
+
+class _Rows:
+    """A map-style dataset over one shard's items: image decoding in the workers."""
+
+    def __init__(self, items: list[Any], processor: Any) -> None:
+        self.items = items
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        from augret.encode.batch import prepare
+
+        return prepare(self.items[i], self.processor, key=i)
+
+
+def _identity(rows: list[Any]) -> list[Any]:
+    return rows
+
+
+# ---- the run -----------------------------------------------------------------------------------
+class _Embedder:
+    def __init__(self, data: MBEIRDir, out: Path, cfg: EmbedConfig, encoder: Any,
+                 chash: str, progress: Any) -> None:
+        self.data, self.out, self.cfg, self.encoder = data, out, cfg, encoder
+        self.chash = chash
+        self.progress = progress
+        self.table = None
+        if cfg.queries and cfg.instruction != "none":
+            if data.instructions_file() is None:
+                raise DataNotFoundError(f"{data.root}: no instructions/query_instructions.tsv; "
+                                        "add it or embed with --instruction none")
+            self.table = data.instructions()
+
+    def run(self, job: _Job) -> dict[str, Any]:
+        cfg = self.cfg
+        fp = {**source_fingerprint(job.path), "config_hash": self.chash,
+              "shard_size": cfg.shard_size}
+        root = self.out / job.entry
+        if entry_is_current(root, fp):
+            log.info("%s: up to date", job.entry)
+            return json.loads((root / "entry.json").read_text("utf-8"))
+        writer = EntryWriter(root, fp, shard_size=cfg.shard_size, dim=self.encoder.dim)
+        if writer.done:
+            log.info("%s: resuming after %d complete shard(s)", job.entry, writer.done)
+        self.stats = {"uninstructed": 0, "image_rows": 0, "image_failures": 0}
+        rows = _iter_rows(job.path, job.kind, writer.done * cfg.shard_size)
+        shard = writer.done
+        task_id = self.progress.add_task(job.entry, total=None) if self.progress else None
+        while True:
+            chunk = [r for _, r in zip(range(cfg.shard_size), rows, strict=False)]
+            if not chunk:
+                break
+            vectors, ids, stats = self._shard(job, chunk)
+            writer.write_shard(shard, vectors, ids, stats)
+            shard += 1
+            if self.progress:
+                self.progress.update(task_id, advance=len(chunk))
+        info = {"entry": job.entry, "kind": job.kind, "source": str(job.path),
+                "source_size": fp["size"], "source_mtime_ns": fp["mtime_ns"]}
+        if job.kind == "queries":
+            info["uninstructed"] = self.stats["uninstructed"]
+        if job.task is not None:
+            info["task"] = job.task.name
+        if self.stats["uninstructed"] and cfg.instruction != "none" and job.kind == "queries":
+            log.warning("%s: %d queries had no instruction row for their key", job.entry,
+                        self.stats["uninstructed"])
+        entry = writer.finish(info)
+        if entry["truncated"]:
+            log.warning("%s: %d text(s) longer than %d tokens were truncated", job.entry,
+                        entry["truncated"], self.encoder.context_length)
+        if entry["skipped"]:
+            log.warning("%s: skipped %d row(s); see %s", job.entry, entry["skipped"],
+                        root / "skipped.jsonl")
+        return entry
+
+    def _item(self, job: _Job, rec: Any) -> Any:
+        if job.kind == "pool":
+            return candidate_item(rec, self.data)
+        cand_mod = positive_modality(rec, file_task=job.task.task if job.task else None)
+        prompt = query_prompt(rec, self.table, self.cfg.instruction, cand_modality=cand_mod,
+                              seed=self.cfg.instruction_seed)
+        if prompt is None and self.cfg.instruction != "none":
+            self.stats["uninstructed"] += 1
+        return query_item(rec, self.data, prompt)
+
+    def _shard(self, job: _Job, chunk: list[tuple[int, int, Any]]
+               ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+        from augret._lazy import require
+        from augret.encode.batch import collate
+
+        torch = require("torch", "train")
+        cfg = self.cfg
+        items = [self._item(job, rec) for _, _, rec in chunk]
+        # starting workers costs more than decoding a few batches in this process
+        workers = cfg.workers if len(items) > 4 * cfg.batch_size else 0
+        loader = torch.utils.data.DataLoader(
+            _Rows(items, self.encoder.processor), batch_size=cfg.batch_size,
+            num_workers=workers, collate_fn=_identity,
+            persistent_workers=False, pin_memory=self.encoder.device.type == "cuda")
+        vectors: list[np.ndarray] = []
+        ids: list[str] = []
+        skipped: list[dict[str, Any]] = []
+        truncated = dropped = 0
+        for prepared in loader:
+            keep = []
+            for p in prepared:
+                row, line, rec = chunk[p.key]
+                rid = rec.qid if job.kind == "queries" else rec.did
+                reason = self._check(p, items[p.key])
+                if reason is None:
+                    keep.append(p)
+                    continue
+                if cfg.on_missing_image == "error":
+                    err = DataNotFoundError if p.error else DataFormatError
+                    raise err(f"{job.path}:{line} ({rid}): {reason}")
+                if cfg.on_missing_image == "drop" and p.error and p.text:
+                    p.pixels, p.error = None, None
+                    dropped += 1
+                    skipped.append({"row": row, "line": line, "id": rid, "reason": reason,
+                                    "action": "image dropped"})
+                    keep.append(p)
+                    continue
+                skipped.append({"row": row, "line": line, "id": rid, "reason": reason,
+                                "action": "skipped"})
+            if not keep:
+                continue
+            batch = collate(keep, self.encoder.processor)
+            truncated += sum(batch.truncated)
+            vectors.append(self.encoder.embed_batch(batch))
+            for p in keep:
+                rec = chunk[p.key][2]
+                ids.append(rec.qid if job.kind == "queries" else rec.did)
+        dim = self.encoder.dim
+        out = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        stats = {"rows": len(ids), "input_rows": len(chunk), "truncated": truncated,
+                 "images_dropped": dropped, "skipped": skipped}
+        return out.astype(np.float16), ids, stats
+
+    def _check(self, p: Any, item: Any) -> str | None:
+        """Why a prepared row cannot be embedded as is (``None``: it can)."""
+        if item.has_image:
+            self.stats["image_rows"] += 1
+            if p.error is not None:
+                self.stats["image_failures"] += 1
+                if (self.stats["image_failures"] == self.stats["image_rows"]
+                        and self.stats["image_rows"] >= _GUARD_ROWS):
+                    raise DataNotFoundError(
+                        f"the first {_GUARD_ROWS} images all failed (last: {p.error}); "
+                        f"check the image root ({self.data.image_root})")
+                return p.error
+        if not p.text and p.pixels is None:
+            return "no text and no image"
+        return None
+
+
+def _config_key(cfg: EmbedConfig, encoder: Any, data: MBEIRDir) -> dict[str, Any]:
+    """What decides the vectors (and so the config hash)."""
+    from augret.encode.checkpoint import MODEL_FILE
+
+    enc_path = Path(cfg.encoder)
+    weights = None
+    for cand in (enc_path, enc_path / MODEL_FILE):
+        if cand.is_file():
+            st = cand.stat()
+            weights = {"file": str(cand.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            break
+    return {"encoder": cfg.encoder, "backbone": encoder.spec.to_dict(), "weights": weights,
+            "split": cfg.split, "instruction": cfg.instruction,
+            "instruction_seed": cfg.instruction_seed, "precision": encoder.precision,
+            "context_length": encoder.context_length,
+            "on_missing_image": cfg.on_missing_image, "shard_size": cfg.shard_size,
+            "data_dir": str(data.root.resolve()), "image_root": str(data.image_root.resolve())}
+
+
+def embed_dir(data_dir: str | Path, out_dir: str | Path, cfg: EmbedConfig | None = None, *,
+              encoder: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Embed an M-BEIR directory (raw or enhanced) into an embedding directory.
+
+    Args:
+        data_dir: The M-BEIR directory.
+        out_dir: The embedding directory (created; resumed when it holds the same config).
+        cfg: The config (defaults: :class:`EmbedConfig`).
+        encoder: An already loaded encoder (else ``cfg.encoder`` is loaded).
+        progress: Show a progress bar.
+
+    Returns:
+        The ``meta.json`` contents.
+
+    Raises:
+        ConfigError: ``out_dir`` holds embeddings of another config (and not ``overwrite``).
+        DataNotFoundError: Missing tasks, instructions or images (see the module docstring).
+    """
+    from augret.encode.registry import load_encoder
+
+    cfg = cfg or EmbedConfig()
+    data = MBEIRDir(data_dir)
+    out = Path(out_dir)
+    jobs, union = _plan(data, cfg)
+    if not jobs:
+        raise DataNotFoundError(f"{data.root}: nothing to embed for split {cfg.split!r}")
+    if encoder is None:
+        encoder = load_encoder(cfg.encoder, device=cfg.device, precision=cfg.precision,
+                               backbone=cfg.backbone, context_length=cfg.context_length)
+    key = _config_key(cfg, encoder, data)
+    chash = config_hash(key)
+    meta_path = out / META_FILE
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text("utf-8"))
+        if meta.get("config_hash") != chash:
+            if not cfg.overwrite:
+                raise ConfigError(f"{out} holds embeddings of another config (hash "
+                                  f"{meta.get('config_hash')}, now {chash}); use another "
+                                  "--out or --overwrite")
+            for sub in ("queries", "pools", META_FILE, "config.yaml"):
+                remove_tree(out / sub)
+            meta = {}
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, out)
+    meta = {"format": FORMAT, "version": 1,
+            "encoder": {"name": cfg.encoder, "architecture": "clip_sf",
+                        "backbone": encoder.spec.to_dict(), "weights": key["weights"]},
+            "dim": encoder.dim, "dtype": "float16", "normalized": False,
+            "data_dir": key["data_dir"], "image_root": key["image_root"], "split": cfg.split,
+            "instruction": cfg.instruction, "context_length": encoder.context_length,
+            "precision": encoder.precision, "config_hash": chash,
+            "config": config_to_dict(cfg),
+            "entries": meta.get("entries", {}), "union": meta.get("union")}
+    if union is not None:
+        meta["union"] = union
+    _write_meta(meta_path, meta)
+    bar = _progress() if progress else None
+    emb = _Embedder(data, out, cfg, encoder, chash, bar)
+    try:
+        if bar is not None:
+            bar.start()
+        for job in jobs:
+            entry = emb.run(job)
+            meta["entries"][job.entry] = {k: entry[k] for k in (
+                "kind", "task", "source", "rows", "shards", "truncated", "skipped",
+                "images_dropped", "uninstructed") if k in entry}
+            _write_meta(meta_path, meta)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return meta
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    with atomic_writer(path) as f:
+        f.write(json.dumps(meta, indent=2) + "\n")
+
+
+def _progress() -> Any:
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+

@@ -1,0 +1,110 @@
+"""Per-item enhancement steps shared by the batch runner and query-time enhancement.
+
+One item (a query or a candidate) goes through the same steps wherever it is enhanced: its
+route (:func:`augret.enhance.policy.route`), its store key (:func:`item_key`), the request sent
+to the backend (:func:`item_request`), the checks on the output (:func:`clean_output`,
+:func:`output_problem`) and the stored record (:func:`item_generation`). The runner
+(:func:`augret.enhance.enhance`) and the search service both call these, so an item enhanced
+offline is a store hit at query time and vice versa.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from augret.enhance.backends.base import (
+    Backend,
+    GenerationParams,
+    GenerationRequest,
+    GenerationResult,
+)
+from augret.enhance.config import EnhanceConfig
+from augret.enhance.policy import Route
+from augret.enhance.prompts import PromptSet
+from augret.enhance.store import Generation, generation_key
+
+__all__ = [
+    "clean_output",
+    "item_generation",
+    "item_key",
+    "item_request",
+    "make_backend",
+    "output_problem",
+    "stored_params",
+]
+
+
+def clean_output(text: str) -> str:
+    """Collapse whitespace and strip surrounding quotes of a generated text."""
+    return " ".join(text.split()).strip().strip('"').strip()
+
+
+def stored_params(params: GenerationParams, route: Route) -> dict[str, Any]:
+    """The decoding parameters recorded with a generation (its provenance)."""
+    return {**params.as_dict(), "max_new_tokens": route.max_new_tokens}
+
+
+def item_key(*, backend: Backend, prompts: PromptSet, params: GenerationParams, route: Route,
+             max_pixels: int, text: str | None, image_sha256: str | None) -> str:
+    """The store key of one item.
+
+    Args:
+        backend: The backend (its model id and revision are part of the key).
+        prompts: The prompt set (its id is part of the key).
+        params: Decoding parameters.
+        route: The item's route.
+        max_pixels: The image pixel budget (part of the key when the image is sent).
+        text: The item's source text (used only when the route sends text).
+        image_sha256: SHA-256 of the image bytes sent, or ``None``.
+    """
+    return generation_key(
+        model=backend.model_id, revision=backend.revision,
+        prompt_version=prompts.id, route=route.kind,
+        params={**stored_params(params, route),
+                "max_pixels": max_pixels if route.send_image else None},
+        text=text if route.send_text else None, image_sha256=image_sha256,
+    )
+
+
+def item_request(prompts: PromptSet, route: Route, text: str | None, image: Any,
+                 item_id: str = "") -> GenerationRequest:
+    """The backend request of one item (the image only when the route sends it)."""
+    return GenerationRequest(
+        messages=prompts.messages(route, text),
+        image=image if route.send_image else None,
+        max_new_tokens=route.max_new_tokens,
+        id=item_id,
+    )
+
+
+def output_problem(route: Route, text: str | None, overlong_factor: float) -> str | None:
+    """The failure reason of a generated text, or ``None`` when it is usable."""
+    if text is None or not clean_output(text):
+        return "empty output"
+    words = len(clean_output(text).split())
+    limit = route.max_words * overlong_factor
+    if route.max_words and words > limit:
+        return f"over-long output ({words} words > {limit:g} allowed)"
+    return None
+
+
+def item_generation(key: str, result: GenerationResult, *, backend: Backend,
+                    prompts: PromptSet, params: GenerationParams, route: Route) -> Generation:
+    """The store record of a usable result."""
+    return Generation(
+        key=key, text=clean_output(result.text or ""), model=backend.model_id,
+        revision=backend.revision, prompt_version=prompts.id, route=route.kind,
+        params=stored_params(params, route), output_tokens=result.output_tokens,
+        finish_reason=result.finish_reason, created=time.time())
+
+
+def make_backend(cfg: EnhanceConfig) -> Backend:
+    """The backend an :class:`EnhanceConfig` names, with its options."""
+    from augret.enhance.backends import backend_options, get_backend
+
+    options: dict[str, Any] = {"revision": cfg.revision, "base_url": cfg.base_url}
+    options = {k: v for k, v in options.items() if v is not None}
+    if "batch_size" in backend_options(cfg.backend):
+        options["batch_size"] = cfg.batch_size
+    return get_backend(cfg.backend, cfg.model, **{**options, **cfg.backend_options})

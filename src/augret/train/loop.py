@@ -1,0 +1,350 @@
+"""The training loop: CLIP_SF in-batch contrastive training, UniIR's recipe, 1 to N ranks.
+
+Read top to bottom: set up ranks and seeds, build the model from the starting encoder, the
+data, AdamW with UniIR's parameter groups, the cosine schedule and the GradScaler; resume if
+asked; then for each optimizer step accumulate ``grad_accum`` micro-batches (DDP syncs only
+on the last), step, log, check and save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augret._lazy import require
+from augret.config import config_to_dict, write_resolved
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.train.checkpoint import (
+    latest_checkpoint,
+    load_rng,
+    load_trainer,
+    save_checkpoint,
+)
+from augret.train.config import TrainConfig
+from augret.train.data import BatchInfo, EpochBatches, TrainData, make_loader
+from augret.train.dist import DistContext, setup, teardown
+from augret.train.loss import contrastive_loss
+
+__all__ = ["build_optimizer", "train"]
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+# Keys that may differ between a run and its resumption.
+RUNTIME_KEYS = ("max_steps", "resume", "progress", "log_every", "save_every", "keep_last",
+                "device", "output_dir", "val")
+
+
+def build_optimizer(model: Any, cfg: Any) -> Any:
+    """AdamW with UniIR's groups: no weight decay for params with < 2 dims or whose names hold
+    ``bn``, ``ln``, ``bias`` or ``logit_scale``."""
+    torch = require("torch", "train")
+    no_decay, decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or any(s in name for s in ("bn", "ln", "bias", "logit_scale"))
+        (no_decay if skip else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": no_decay, "weight_decay": 0.0},
+         {"params": decay, "weight_decay": cfg.weight_decay}],
+        lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def _lr_factor(schedule: str, warmup: int, total: int):
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        t = min(step - warmup, max(total - warmup, 1))
+        # CosineAnnealingLR(T_max=total, eta_min=0) in closed form
+        return 0.5 * (1.0 + math.cos(math.pi * t / max(total - warmup, 1)))
+
+    return factor
+
+
+def _seed_all(seed: int) -> None:
+    torch = require("torch", "train")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _amp(cfg: TrainConfig, device: Any) -> tuple[str, Any]:
+    from augret.encode.clip_sf import autocast_for
+
+    mode = cfg.amp
+    if mode == "auto":
+        mode = "fp16" if device.type == "cuda" else "off"
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("amp fp16 needs a CUDA device; use amp: bf16 or off on CPU")
+    precision = {"off": "fp32", "fp16": "fp16", "bf16": "bf16"}[mode]
+    return mode, lambda: autocast_for(device, precision)
+
+
+class _Metrics:
+    """``metrics.jsonl`` of rank 0."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
+        self.path = path
+        self.enabled = enabled
+        if enabled and resume_step is not None and path.is_file():
+            kept = [line for line in path.read_text("utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept), "utf-8")
+        elif enabled and resume_step is None:
+            path.unlink(missing_ok=True)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def _check_resume_config(out: Path, cfg: TrainConfig) -> None:
+    import yaml
+
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text("utf-8")) or {}
+    new = config_to_dict(cfg)
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RUNTIME_KEYS and old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(f"--resume with a config that differs from {saved} in {diff}; "
+                          "only run-time keys may change "
+                          f"({', '.join(RUNTIME_KEYS)})")
+
+
+def _record_skips(out: Path, ctx: DistContext, step: int, info: BatchInfo) -> None:
+    with (out / f"skipped_rank{ctx.rank}.jsonl").open("a", encoding="utf-8") as f:
+        for qid, reason in info.problems:
+            f.write(json.dumps({"step": step, "qid": qid, "reason": reason}) + "\n")
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train CLIP_SF as configured; returns a summary (final step, loss, paths).
+
+    Run under ``torchrun --nproc_per_node N`` for N ranks; the same call works alone.
+
+    Raises:
+        ConfigError: Bad or inconsistent config (e.g. ``resume`` with changed settings).
+        DataNotFoundError: Missing data, or a bad example with ``on_bad_example: error``.
+    """
+    torch = require("torch", "train")
+    from augret.encode.registry import load_encoder
+
+    ctx = setup(cfg.device)
+    try:
+        return _train(cfg, ctx, torch, load_encoder)
+    finally:
+        teardown(ctx)
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        raise DataNotFoundError(f"{out}: --resume, but no checkpoint to resume from")
+    if ckpt is not None:
+        _check_resume_config(out, cfg)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_resolved(cfg, out)
+    ctx.barrier()
+
+    # model: the starting encoder (pretrained or checkpoint); same init on every rank
+    encoder = load_encoder(cfg.encoder, device="cpu", precision="fp32")
+    model, spec, processor = encoder.model, encoder.spec, encoder.processor
+    model.to(ctx.device).train()
+    _seed_all(cfg.seed + ctx.rank)  # UniIR: seed + rank
+
+    if not ctx.is_main:  # rank 0 builds the pool's offset cache, the others then read it
+        ctx.barrier()
+    data = TrainData(cfg.data, processor, cfg.seed)
+    if ctx.is_main:
+        ctx.barrier()
+    order = EpochBatches(len(data), cfg.batch_size, rank=ctx.rank, world=ctx.world,
+                         seed=cfg.seed)
+    micro_per_epoch = (order.batches_per_epoch // cfg.grad_accum) * cfg.grad_accum
+    steps_per_epoch = micro_per_epoch // cfg.grad_accum
+    if steps_per_epoch == 0:
+        raise ConfigError(f"an epoch has {order.batches_per_epoch} micro-batches, fewer than "
+                          f"grad_accum={cfg.grad_accum}")
+    total = cfg.optim.total_steps or steps_per_epoch * cfg.epochs
+    max_steps = min(cfg.max_steps or total, steps_per_epoch * cfg.epochs)
+
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps, total))
+    amp_mode, autocast = _amp(cfg, ctx.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_mode == "fp16")
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if ckpt is not None:
+        from augret.encode.checkpoint import read_encoder_dir
+        from augret.encode.registry import load_backbone_weights
+
+        _, sd, _ = read_encoder_dir(ckpt)
+        load_backbone_weights(model.clip_model, sd, source=str(ckpt))
+        tr = load_trainer(ckpt)
+        optimizer.load_state_dict(tr["optimizer"])
+        scheduler.load_state_dict(tr["scheduler"])
+        scaler.load_state_dict(tr["scaler"])
+        pos = tr["position"]
+        step, epoch, batch_in_epoch = pos["step"], pos["epoch"], pos["batch_in_epoch"]
+        if pos.get("world") != ctx.world:
+            log.warning("resuming with %d rank(s), the checkpoint had %s: the data order "
+                        "changes", ctx.world, pos.get("world"))
+        if not load_rng(ckpt, ctx.rank):
+            log.warning("%s has no RNG state for rank %d", ckpt, ctx.rank)
+        log.info("resumed from %s (step %d)", ckpt, step)
+
+    ddp = model
+    if ctx.world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    metrics = _Metrics(out / METRICS_FILE, ctx.is_main, step if ckpt is not None else None)
+    check = _build_check(cfg, data) if ctx.is_main and cfg.val.file else None
+    k = cfg.data.hard_negatives
+    bar = _progress(cfg, ctx, max_steps, step)
+    last: dict[str, Any] = {}
+    t_log, n_log = time.perf_counter(), 0
+    while step < max_steps:
+        batches = order.batches(epoch, batch_in_epoch, micro_per_epoch)
+        loader = make_loader(data, batches, cfg.data.workers,
+                             pin_memory=ctx.device.type == "cuda")
+        it = iter(loader)
+        while step < max_steps and batch_in_epoch < micro_per_epoch:
+            # one optimizer step = grad_accum micro-batches
+            loss_sum = acc_sum = 0.0
+            for micro in range(cfg.grad_accum):
+                batch, info = next(it)
+                if info.problems:
+                    _bad_examples(cfg, info)
+                    _record_skips(out, ctx, step, info)
+                batch = batch.to(ctx.device)
+                last_micro = micro == cfg.grad_accum - 1
+                # DDP averages gradients on the last micro-batch only
+                with ddp.no_sync() if ctx.world > 1 and not last_micro else nullcontext():
+                    with autocast():
+                        emb = ddp(batch.text, batch.image, batch.txt_mask, batch.img_mask)
+                        b = info.size
+                        negs = emb[2 * b:].reshape(b, k, -1) if k else None
+                        loss, acc, n_valid = contrastive_loss(
+                            emb[:b], emb[b:2 * b], model.logit_scale,
+                            valid=info.valid.to(ctx.device), negatives=negs,
+                            neg_valid=info.neg_valid.to(ctx.device), rank=ctx.rank,
+                            world=ctx.world, gather=cfg.gather, symmetric=cfg.symmetric_loss)
+                    scaler.scale(loss / cfg.grad_accum).backward()
+                loss_sum += _global_mean(loss.detach(), ctx)
+                acc_sum += float(acc)
+                n_log += int(n_valid)
+            if cfg.max_grad_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            batch_in_epoch += cfg.grad_accum
+            last = {"step": step, "epoch": epoch, "loss": loss_sum / cfg.grad_accum,
+                    "accuracy": acc_sum / cfg.grad_accum,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "logit_scale": float(model.logit_scale.detach().exp())}
+            if step % cfg.log_every == 0 or step == max_steps:
+                now = time.perf_counter()
+                last["samples_per_s"] = n_log / max(now - t_log, 1e-9)
+                metrics.write(last)
+                t_log, n_log = now, 0
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=step,
+                           description=f"loss {last['loss']:.4f}")
+            if check is not None and (step % cfg.val.every == 0 or step == max_steps):
+                res = _run_check(model, processor, check, ctx, autocast, cfg)
+                metrics.write({"step": step, **{f"val_{k2}": v for k2, v in res.items()}})
+            if step % cfg.save_every == 0 or step == max_steps:
+                position = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch}
+                if batch_in_epoch >= micro_per_epoch:
+                    position.update(epoch=epoch + 1, batch_in_epoch=0)
+                save_checkpoint(out, step, ctx=ctx, model=model, spec=spec, processor=processor,
+                                encoder_name=cfg.encoder, optimizer=optimizer,
+                                scheduler=scheduler, scaler=scaler, position=position,
+                                keep_last=cfg.keep_last)
+        del it, loader
+        if batch_in_epoch >= micro_per_epoch:
+            epoch, batch_in_epoch = epoch + 1, 0
+    if bar is not None:
+        bar.stop()
+    final = None
+    if ctx.is_main:
+        from augret.encode.checkpoint import save_encoder_dir
+
+        final = save_encoder_dir(out / "final", model, spec, name=cfg.encoder,
+                                 processor=processor, info={"step": step})
+    ctx.barrier()
+    return {"step": step, "epoch": epoch, "loss": last.get("loss"), "output_dir": str(out),
+            "final": str(final) if final else str(out / "final"),
+            "steps_per_epoch": steps_per_epoch, "total_steps": total}
+
+
+def _global_mean(x: Any, ctx: DistContext) -> float:
+    if ctx.world == 1:
+        return float(x)
+    torch = require("torch", "train")
+    y = x.clone().float()
+    torch.distributed.all_reduce(y)
+    return float(y) / ctx.world
+
+
+def _bad_examples(cfg: TrainConfig, info: BatchInfo) -> None:
+    if cfg.data.on_bad_example == "error":
+        qid, reason = info.problems[0]
+        err = DataNotFoundError if "image" in reason else DataFormatError
+        raise err(f"training example {qid}: {reason} (set data.on_bad_example: skip to "
+                  "record and skip such examples)")
+    if not bool(info.valid.any()):
+        log.warning("a whole batch was skipped (first: %s: %s)", *info.problems[0])
+
+
+def _build_check(cfg: TrainConfig, data: TrainData) -> Any:
+    from augret.train.data import _resolve
+    from augret.train.validate import build_check
+
+    qfile = _resolve(data.base, cfg.val.file, None, "validation query")[0]
+    pools = _resolve(data.base, cfg.val.pool, data.pool_files[0], "validation pool") \
+        if cfg.val.pool else data.pool_files
+    view = "enhanced" if cfg.data.view in ("enhanced", "mix") else "raw"
+    return build_check(data.base, qfile, pools, size=cfg.val.size,
+                       max_candidates=cfg.val.max_candidates, view=view)
+
+
+def _run_check(model: Any, processor: Any, check: Any, ctx: DistContext, autocast: Any,
+               cfg: TrainConfig) -> dict[str, Any]:
+    from augret.train.validate import run_check
+
+    return run_check(model, processor, check, device=ctx.device, autocast=autocast,
+                     batch_size=cfg.val.batch_size)
+
+
+def _progress(cfg: TrainConfig, ctx: DistContext, total: int, start: int) -> Any:
+    if not (cfg.progress and ctx.is_main):
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=Console(stderr=True), transient=True)
+    bar.add_task("training", total=total, completed=start)
+    bar.start()
+    return bar

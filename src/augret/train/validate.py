@@ -1,0 +1,110 @@
+"""A small in-training retrieval check: hit@k of a query subset against a candidate subset.
+
+Queries: the first ``size`` rows of a query file (instruction ``prompt_1``). Candidates: the
+first ``max_candidates`` rows of the pool plus every positive of those queries. Exact cosine
+search; hit@k as UniIR's "Recall@k" (any positive in the top k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augret._lazy import require
+from augret.data.lookup import PoolLookup
+from augret.data.mbeir import MBEIRDir, iter_candidates, iter_queries
+from augret.encode.base import Item
+from augret.encode.batch import collate, prepare
+from augret.encode.inputs import candidate_item, positive_modality, query_item, query_prompt
+from augret.errors import DataFormatError
+
+__all__ = ["RetrievalCheck", "build_check", "run_check"]
+
+
+@dataclass
+class RetrievalCheck:
+    """The fixed inputs of a check."""
+
+    queries: list[Item]
+    positives: list[set[int]]  # candidate row numbers relevant to each query
+    candidates: list[Item]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def build_check(data: MBEIRDir, query_file: Path, pool_files: list[Path], *, size: int,
+                max_candidates: int, view: str = "raw") -> RetrievalCheck:
+    """Read the subset (``view``: which texts of an enhanced directory to use)."""
+    table = data.instructions() if data.instructions_file() else None
+    queries = []
+    for q in iter_queries(query_file):
+        if len(queries) >= size:
+            break
+        if q.pos_cand_list:
+            queries.append(q)
+    lookup = PoolLookup(pool_files)
+    cands: dict[str, Any] = {}
+    for path in pool_files:
+        for c in iter_candidates(path):
+            if len(cands) >= max_candidates:
+                break
+            cands[c.did] = c
+    for q in queries:
+        for did in q.pos_cand_list:
+            if did not in cands and did in lookup:
+                cands[did] = lookup.get(did)
+    order = {did: i for i, did in enumerate(cands)}
+    q_items, positives = [], []
+    for q in queries:
+        prompt = query_prompt(q, table, "first", cand_modality=positive_modality(q, lookup=lookup))
+        text = q.query_txt if view == "enhanced" else q.extra.get("query_txt_raw", q.query_txt)
+        q_items.append(query_item(q, data, prompt, text=text))
+        positives.append({order[d] for d in q.pos_cand_list if d in order})
+    c_items = [candidate_item(c, data, text=c.txt if view == "enhanced"
+                              else c.extra.get("txt_raw", c.txt)) for c in cands.values()]
+    return RetrievalCheck(q_items, positives, c_items)
+
+
+def _embed(model: Any, processor: Any, items: list[Item], device: Any, autocast: Any,
+           batch_size: int) -> np.ndarray:
+    torch = require("torch", "train")
+    out = []
+    for start in range(0, len(items), batch_size):
+        rows = [prepare(it, processor, key=start + i)
+                for i, it in enumerate(items[start:start + batch_size])]
+        for r in rows:
+            if r.error:
+                raise DataFormatError(f"validation item {r.key}: {r.error}")
+        b = collate(rows, processor).to(device)
+        with torch.no_grad(), autocast():
+            e = model(b.text, b.image, b.txt_mask, b.img_mask)
+        out.append(torch.nn.functional.normalize(e.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def run_check(model: Any, processor: Any, check: RetrievalCheck, *, device: Any,
+              autocast: Any, batch_size: int = 256, ks: tuple[int, ...] = (1, 5, 10)
+              ) -> dict[str, float]:
+    """hit@k of the check (the model is put in eval mode and back)."""
+    was_training = model.training
+    model.eval()
+    try:
+        q = _embed(model, processor, check.queries, device, autocast, batch_size)
+        c = _embed(model, processor, check.candidates, device, autocast, batch_size)
+    finally:
+        model.train(was_training)
+    scores = q @ c.T
+    kmax = min(max(ks), c.shape[0])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :kmax]
+    out = {}
+    for k in ks:
+        hits = [bool(pos & set(row[:k].tolist())) for row, pos in zip(top, check.positives,
+                                                                      strict=True)]
+        out[f"hit@{k}"] = float(np.mean(hits)) if hits else 0.0
+    out["queries"] = len(check.queries)
+    out["candidates"] = len(check.candidates)
+    return out
