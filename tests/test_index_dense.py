@@ -368,3 +368,31 @@ def test_pq_parameters_are_checked(tmp_path):
         build_index(vs, None, IndexConfig(kind="pq", pq_m=5), progress=False)
     with pytest.raises(ConfigError):
         IndexConfig(kind="ivf", nprobe=0)
+
+
+@pytest.mark.slow
+def test_union_of_all_sixteen_pools_at_scale(tmp_path):
+    """320k x 256 over the 16 union pools, streamed in small batches: exact and IVF."""
+    from augret.data.ids import UNION_POOL_ORDER
+
+    rng = np.random.default_rng(9)
+    root = tmp_path / "emb"
+    write_meta(root, 256)
+    parts, ids = [], []
+    for i, name in enumerate(UNION_POOL_ORDER):
+        x = clustered(rng, 20_000, 256, centers=200)
+        parts.append(x)
+        ids += dids(i % 10, 20_000, start=1 + i * 20_000)
+        write_entry(root, "pools", name, x, ids[-20_000:], shard_size=7_000)
+    base = np.vstack(parts)
+    q = clustered(rng, 200, 256, centers=200)
+    cfg = IndexConfig(batch_rows=5_000)
+    index = build_pool_index(root, tmp_path / "flat", pool="union", cfg=cfg, progress=False)
+    s, order = brute_force(base, q, 10)
+    res = index.search(q, 10)
+    assert (res.ids == np.array(ids)[order]).mean() > 0.999  # float ties aside
+    np.testing.assert_allclose(res.scores, s, rtol=1e-4, atol=1e-4)
+    ivf = build_pool_index(root, tmp_path / "ivf", pool="union", progress=False,
+                           cfg=IndexConfig(kind="ivf", batch_rows=5_000, recall_queries=200))
+    assert ivf.meta["recall"]["recall"] > 0.8
+    assert recall_at_k(ivf.search(q, 10).rows, order, 10) > 0.8

@@ -27,7 +27,8 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=_stderr_console(), show_path=False, show_time=False)],
+        handlers=[RichHandler(level=level, console=_stderr_console(), show_path=False,
+                              show_time=False)],  # handler level: bm25s pins its logger to DEBUG
         force=True,
     )
 
@@ -39,9 +40,21 @@ def _stderr_console():
 
 
 def _register() -> None:
-    from augret.cli import enhance_cmd, evaluate_cmd, mbeir_cmd, validate_cmd
+    from augret.cli import (
+        encode_cmd,
+        enhance_cmd,
+        evaluate_cmd,
+        index_cmd,
+        mbeir_cmd,
+        train_cmd,
+        validate_cmd,
+    )
 
     cli.add_command(enhance_cmd.enhance)
+    cli.add_command(encode_cmd.embed)
+    cli.add_command(train_cmd.train)
+    cli.add_command(index_cmd.index)
+    cli.add_command(index_cmd.search)
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(evaluate_cmd.compare)
     cli.add_command(mbeir_cmd.mbeir)

@@ -144,7 +144,7 @@ def ranked_search(search_fn: SearchFn, n_queries: int, k: int, ntotal: int,
     if n_queries == 0 or ntotal == 0:
         return scores, rows
     everyone = np.arange(n_queries)
-    if allowed is None:
+    if allowed is None:  # UniIR's protocol: the index's own top k
         s, r = search_fn(everyone, min(k, ntotal))
         r = np.asarray(r, dtype=np.int64)
         s = np.where(r >= 0, np.asarray(s, dtype=np.float32), -np.inf).astype(np.float32)
@@ -170,7 +170,9 @@ def ranked_search(search_fn: SearchFn, n_queries: int, k: int, ntotal: int,
             kr[~kk], ks[~kk] = -1, -np.inf
             ks, kr = _pad(ks, kr, k)
             rows[part], scores[part] = kr, ks
-            short = keep.sum(axis=1) < target
+            # deeper only helps where the index filled every slot (an IVF or HNSW index may
+            # run out of reachable candidates before the end of the collection)
+            short = (keep.sum(axis=1) < target) & (r >= 0).all(axis=1)
             unfinished.append(part[short])
         if fetch >= ntotal:
             break

@@ -28,8 +28,9 @@ __all__ = ["ID_PATTERN", "Catalog", "pool_files"]
 
 log = logging.getLogger(__name__)
 
-#: What an item id looks like (``<dataset id>:<n>``); anything else is refused before lookup.
-ID_PATTERN = re.compile(r"^[0-9]{1,9}:[0-9]{1,15}$")
+#: What an item id looks like (``<dataset id>:<n>``, matched whole with ``fullmatch``);
+#: anything else is refused before lookup.
+ID_PATTERN = re.compile(r"[0-9]{1,9}:[0-9]{1,15}")
 
 
 def _entry_source(emb_root: Path, entry: str) -> Path | None:
@@ -115,7 +116,7 @@ class Catalog:
         return self.size
 
     def __contains__(self, item_id: object) -> bool:
-        if not isinstance(item_id, str) or not ID_PATTERN.match(item_id):
+        if not isinstance(item_id, str) or not ID_PATTERN.fullmatch(item_id):
             return False
         if self._ids is not None:
             return item_id in self._ids

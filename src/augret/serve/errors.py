@@ -16,6 +16,7 @@ __all__ = [
     "PayloadTooLarge",
     "Unauthorized",
     "UnsupportedImage",
+    "UnsupportedMediaType",
 ]
 
 
@@ -61,3 +62,9 @@ class ItemNotFound(DataNotFoundError):
     """No indexed item has that id (or it has no image)."""
 
     http_status = 404
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request body is neither JSON nor a multipart form."""
+
+    http_status = 415

@@ -57,8 +57,8 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str =
             img.load()
     except (ImageTooLarge, BadImage):
         raise
-    except (pil.DecompressionBombError, pil.DecompressionBombWarning):
-        raise ImageTooLarge(f"{name}: decompression bomb refused") from None
+    except (pil.DecompressionBombError, pil.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{name}: decompression bomb refused ({exc})") from None
     except pil.UnidentifiedImageError:
         raise UnsupportedImage(f"{name} is not an image in an accepted format "
                                f"({', '.join(ACCEPTED_FORMATS)})") from None

@@ -112,9 +112,7 @@ class QueryResult:
         query: dict[str, Any] = {"original": self.original, "rewritten": self.rewritten,
                                  "task": self.task, "instruction": self.instruction,
                                  "enhancement": self.enhancement}
-        out: dict[str, Any] = {"query": query,
-                               "hits": [h.to_dict(image_url) for h in self.hits],
-                               "took_ms": round(self.seconds * 1000, 2)}
-        if self.qid is not None:
-            out["qid"] = self.qid
+        out: dict[str, Any] = {"qid": self.qid} if self.qid is not None else {}
+        out.update(query=query, hits=[h.to_dict(image_url) for h in self.hits],
+                   took_ms=round(self.seconds * 1000, 2))
         return out

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -341,7 +341,6 @@ class Searcher:
         depth = k if self.kind != "hybrid" else max(k, self.hybrid_depth)
         rankings = self._rank(prepared, depth, batch_size)
         out = []
-        per_query = (time.perf_counter() - t0) / max(1, len(prepared))
         for p, ranking in zip(prepared, rankings, strict=True):
             ranking = ranking[:k]
             records = self.catalog.records([i for i, _ in ranking])
@@ -353,8 +352,9 @@ class Searcher:
                 "route": p.enhanced.route, "status": p.enhanced.status, "error": p.enhanced.error}
             out.append(QueryResult(p.query.text, p.rewritten, p.query.task,
                                    format_string(p.prompt) if p.prompt else None, enh, hits,
-                                   p.query.qid, per_query))
-        return out
+                                   p.query.qid))
+        per_query = (time.perf_counter() - t0) / max(1, len(out))
+        return [replace(r, seconds=per_query) for r in out]
 
     def _rank(self, prepared: list[_Prepared], depth: int, batch_size: int
               ) -> list[list[tuple[str, float]]]:
