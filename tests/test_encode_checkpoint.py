@@ -23,16 +23,6 @@ from augret.encode.checkpoint import (  # noqa: E402
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: OpenMP spin-waits collapse (10x and worse) when the 2 cores
-    are shared with other processes; a tiny model gains little from a second thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _items() -> list[Item]:
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))

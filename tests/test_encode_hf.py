@@ -19,16 +19,6 @@ from augret.encode import Item, load_encoder  # noqa: E402
 from augret.encode.checkpoint import save_encoder_dir  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: OpenMP spin-waits collapse (10x and worse) when the 2 cores
-    are shared with other processes; a tiny model gains little from a second thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from open_clip.tokenizer import bytes_to_unicode, default_bpe

@@ -23,17 +23,6 @@ from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
 from augret.train import TrainConfig, train  # noqa: E402
 from augret.train.data import EpochBatches, TrainData  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: OpenMP spin-waits collapse (10x and worse) when the 2 cores
-    are shared with other processes; a tiny model gains little from a second thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "configs" / "train-tiny.yaml"
 

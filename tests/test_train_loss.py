@@ -12,17 +12,6 @@ from augret.train.config import OptimConfig  # noqa: E402
 from augret.train.loop import _lr_factor, build_optimizer  # noqa: E402
 from augret.train.loss import contrastive_loss  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: OpenMP spin-waits collapse (10x and worse) when the 2 cores
-    are shared with other processes; a tiny model gains little from a second thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 F = torch.nn.functional
 
 

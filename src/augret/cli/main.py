@@ -46,6 +46,7 @@ def _register() -> None:
         evaluate_cmd,
         index_cmd,
         mbeir_cmd,
+        serve_cmd,
         train_cmd,
         validate_cmd,
     )
@@ -55,6 +56,8 @@ def _register() -> None:
     cli.add_command(train_cmd.train)
     cli.add_command(index_cmd.index)
     cli.add_command(index_cmd.search)
+    cli.add_command(serve_cmd.serve)
+    cli.add_command(serve_cmd.query)
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(evaluate_cmd.compare)
     cli.add_command(mbeir_cmd.mbeir)

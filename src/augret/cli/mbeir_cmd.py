@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from augret.cli import evaluate_cmd, validate_cmd
+from augret.cli import evaluate_cmd, run_cmd, validate_cmd
 
 
 @click.group()
@@ -17,6 +17,7 @@ def mbeir() -> None:
 
 mbeir.add_command(validate_cmd.validate)
 mbeir.add_command(evaluate_cmd.table)
+mbeir.add_command(run_cmd.run)
 
 
 @mbeir.command()

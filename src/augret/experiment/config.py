@@ -91,15 +91,15 @@ class Condition:
 
     @property
     def training(self) -> str | None:
-        """The training view's key (``queries-raw_corpus-enhanced``...), ``None`` if pretrained."""
+        """The training view's key (``q-raw_c-enhanced``...), ``None`` when pretrained."""
         if self.encoder == "pretrained":
             return None
-        return f"queries-{self.train_queries}_corpus-{self.train_corpus}"
+        return f"q-{self.train_queries}_c-{self.train_corpus}"
 
     @property
     def encoder_key(self) -> str:
-        """``pretrained`` or ``trained:<training view>``: conditions with one key share weights."""
-        return "pretrained" if self.training is None else f"trained:{self.training}"
+        """``pretrained`` or the training view: conditions with one key share an encoder."""
+        return self.training or "pretrained"
 
 
 def paper_conditions() -> list[Condition]:

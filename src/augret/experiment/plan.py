@@ -1,0 +1,339 @@
+"""``augret plan``: what an experiment will cost, from the data alone (no model is loaded).
+
+For the enhancement stages the conditions need (:meth:`ExperimentConfig.enhancements`): rows
+per split and side, rows that pass through, rows that need generation, distinct generation
+keys after de-duplication within and across stages (see :mod:`augret.experiment.scan`),
+images missing on disk, and expected output tokens (mean tokens per route; the budgets give
+an upper bound). Then the embeddings to compute (queries and pool rows per encoder and data
+view), flat-index memory, training samples, and GPU-hours at the configured per-GPU
+throughputs.
+
+Example::
+
+    from augret.experiment.plan import plan
+
+    p = plan("configs/mbeir-paper.yaml", data_dir="/data/M-BEIR")
+    p.print()
+    p.write_json("runs/mbeir-paper/plan.json")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augret.config import config_to_dict, load_config
+from augret.data.ids import UNION_POOL_ORDER, eval_task
+from augret.data.jsonl import atomic_writer
+from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir, TaskFiles
+from augret.enhance.files import select_files
+from augret.enhance.policy import Policy
+from augret.errors import ConfigError
+from augret.experiment.config import ExperimentConfig
+from augret.experiment.scan import KeyScanner, StageScan
+
+__all__ = ["Plan", "count_rows", "plan", "stage_files"]
+
+log = logging.getLogger(__name__)
+
+_HOUR = 3600.0
+
+
+@dataclass
+class Plan:
+    """The plan of an experiment (all counts exact; hours and bytes are estimates).
+
+    Attributes:
+        config: The resolved experiment config.
+        data_dir: The scanned data directory.
+        mode: ``bytes`` (images hashed) or ``fast`` (images identified by path).
+        stages: One scan per enhancement stage.
+        routes: Per route over all stages: rows, distinct keys, mean and budget tokens,
+            expected and maximal output tokens, GPU-hours.
+        enhancement: Totals of the enhancement stages.
+        embedding: Embedding sets and item counts.
+        index: Flat-index memory per encoder, corpus view and pool.
+        training: Training runs, samples and GPU-hours.
+        gpu_hours: Per stage kind and total; ``wall_hours`` divides by the GPUs.
+        notes: Things the reader must know (absent files, assumptions).
+    """
+
+    config: dict[str, Any]
+    data_dir: str
+    mode: str
+    stages: list[StageScan] = field(default_factory=list)
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    enhancement: dict[str, Any] = field(default_factory=dict)
+    embedding: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    gpu_hours: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` atomically; returns the path."""
+        path = Path(path)
+        with atomic_writer(path) as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        return path
+
+    def print(self, console: Any = None) -> None:
+        """Print the plan as rich tables (to ``console``, default stdout)."""
+        from augret.experiment.plan_render import render_plan
+
+        render_plan(self, console)
+
+
+def count_rows(path: Path) -> int:
+    """Non-blank lines of a JSONL file (records), read in binary blocks."""
+    n = 0
+    with Path(path).open("rb") as f:
+        for line in f:
+            n += bool(line.strip())
+    return n
+
+
+def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) -> list[Path]:
+    """The files an enhancement stage reads (as ``augret enhance`` selects them, limited to
+    ``cfg.tasks`` on the evaluated split)."""
+    files = [p for p, _ in select_files(data, split, side, cfg.enhance.files)]
+    if cfg.tasks and split == cfg.splits.eval:
+        tasks = [eval_task(t) for t in cfg.tasks]
+        if side == "queries":
+            names = {f"mbeir_{t.name}_{split}.jsonl" for t in tasks}
+        else:
+            names = {f"mbeir_{t.pool}_cand_pool.jsonl" for t in tasks}
+        files = [p for p in files if p.name in names]
+    return files
+
+
+def _resolve(path: str, bases: list[Path]) -> Path | None:
+    p = Path(path)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    for base in [Path.cwd(), *bases]:
+        if (base / p).is_file():
+            return base / p
+    return None
+
+
+def _training_config(cfg: ExperimentConfig, config_path: Path | None, notes: list[str]) -> Any:
+    from augret.train.config import TrainConfig
+
+    bases = [config_path.parent, config_path.parent.parent] if config_path else []
+    recipe = _resolve(cfg.training.recipe, bases) if cfg.training.recipe else None
+    if cfg.training.recipe and recipe is None:
+        notes.append(f"training recipe {cfg.training.recipe} not found; TrainConfig defaults "
+                     "(UniIR's recipe) assumed")
+    return load_config(TrainConfig, recipe, cfg.training.overrides)
+
+
+class _Rows:
+    """Row counts of files, counted once."""
+
+    def __init__(self) -> None:
+        self.known: dict[Path, int] = {}
+
+    def __call__(self, path: Path) -> int:
+        key = path.resolve()
+        if key not in self.known:
+            self.known[key] = count_rows(path)
+        return self.known[key]
+
+
+def plan(cfg: ExperimentConfig | str | Path, *, data_dir: str | Path | None = None,
+         fast: bool = False, config_path: str | Path | None = None) -> Plan:
+    """Plan an experiment from its data.
+
+    Args:
+        cfg: The config, or a YAML file to load it from.
+        data_dir: Overrides ``cfg.data_dir``.
+        fast: Identify images by path (no image bytes read); missing images are still
+            reported.
+        config_path: The YAML the config came from (finds a relative training recipe).
+
+    Raises:
+        ConfigError: No data directory, or an invalid config.
+        DataNotFoundError: The data directory does not exist.
+        DataFormatError: A data file is malformed.
+    """
+    if not isinstance(cfg, ExperimentConfig):
+        config_path = Path(cfg)
+        cfg = load_config(ExperimentConfig, cfg)
+    root = data_dir or cfg.data_dir
+    if root is None:
+        raise ConfigError("no data directory: set data_dir in the config or pass --data")
+    data = MBEIRDir(root)
+    e = cfg.enhance
+    policy = Policy(e.query_tokens, e.candidate_tokens, e.query_caption_words,
+                    e.candidate_caption_words, e.query_text_words)
+    out = Plan(config_to_dict(cfg), str(data.root), "fast" if fast else "bytes")
+    rows = _Rows()
+    scanner = KeyScanner(data, policy, fast=fast, workers=cfg.planning.workers)
+    for split, side in cfg.enhancements():
+        files = stage_files(cfg, data, split, side)
+        if not files:
+            out.notes.append(f"no {side} files of split {split!r} in {data.root}")
+        stage = scanner.scan(split, side, files)
+        for f in stage.files:
+            rows.known[(data.root / f["file"]).resolve()] = f["rows"]
+        out.stages.append(stage)
+    _enhancement(cfg, out, scanner, policy)
+    _embedding(cfg, data, out, rows)
+    _training(cfg, data, out, rows, Path(config_path) if config_path else None)
+    hours = {k: out.gpu_hours[k] for k in ("enhancement", "embedding", "training")}
+    out.gpu_hours["total"] = sum(hours.values())
+    out.gpu_hours["wall_hours"] = out.gpu_hours["total"] / cfg.gpus
+    return out
+
+
+def _enhancement(cfg: ExperimentConfig, out: Plan, scanner: KeyScanner, policy: Policy) -> None:
+    tps = cfg.planning.throughput.vlm_output_tokens_per_s
+    budgets = {"caption_candidate": policy.candidate_tokens}
+    expected = maximal = 0.0
+    for stage in out.stages:
+        for name, rc in stage.by_route.items():
+            r = out.routes.setdefault(name, {"rows": 0, "unique": 0, "missing_rows": 0})
+            r["rows"] += rc.rows
+            r["unique"] += rc.new_unique
+            r["missing_rows"] += rc.missing_rows
+    for name, r in out.routes.items():
+        generate = r["unique"]
+        r["mean_tokens"] = cfg.planning.tokens(name)
+        r["budget_tokens"] = budgets.get(name, policy.query_tokens)
+        r["expected_tokens"] = generate * r["mean_tokens"]
+        r["max_tokens"] = generate * r["budget_tokens"]
+        r["gpu_hours"] = r["expected_tokens"] / tps / _HOUR
+        expected += r["expected_tokens"]
+        maximal += r["max_tokens"]
+    out.enhancement = {
+        "rows": sum(s.rows for s in out.stages),
+        "passthrough": sum(s.passthrough for s in out.stages),
+        "generate": sum(s.generate for s in out.stages),
+        "unique_keys": sum(s.new_unique_keys for s in out.stages),
+        "unique_images": len(scanner.images),
+        "missing_images": len(scanner.missing),
+        "missing_image_rows": sum(s.missing_image_rows for s in out.stages),
+        "expected_output_tokens": expected,
+        "max_output_tokens": maximal,
+        "gpu_hours_max": maximal / tps / _HOUR,
+    }
+    out.gpu_hours["enhancement"] = expected / tps / _HOUR
+    if out.enhancement["missing_images"]:
+        out.notes.append(f"{out.enhancement['missing_images']} image file(s) missing on disk "
+                         f"({out.enhancement['missing_image_rows']} rows); they would fail "
+                         "enhancement and are counted by path")
+
+
+def _pool_files(cfg: ExperimentConfig, data: MBEIRDir, tasks: list[TaskFiles]
+                ) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(local pools searched, files of the union pool), as ``augret embed`` selects them."""
+    split = cfg.splits.eval
+    local: dict[str, Path] = {}
+    if "local" in cfg.pools:
+        if cfg.tasks:
+            local = {t.task.pool: t.pool for t in tasks if t.pool is not None}
+        else:
+            others = {"train", "val", "test"} - {split}
+            local = {n: p for n, p in data.local_pools().items()
+                     if not any(n.endswith(f"_{o}") for o in others)}
+    union: dict[str, Path] = {}
+    if "union" in cfg.pools and split == "test":
+        parts = {n: p for n in UNION_POOL_ORDER if (p := data.pool_file(n)) is not None}
+        global_file = data.root / UNION_TEST_POOL
+        if len(parts) < len(UNION_POOL_ORDER) and global_file.is_file():
+            union = {"union": global_file}
+        else:
+            union = parts
+    return local, union
+
+
+def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) -> None:
+    tasks = data.tasks(cfg.splits.eval)
+    if cfg.tasks:
+        tasks = [t for t in tasks if t.task.name in set(cfg.tasks)]
+    query_rows = sum(rows(t.queries) for t in tasks)
+    local, union = _pool_files(cfg, data, tasks)
+    local_rows = sum(rows(p) for p in local.values())
+    union_rows = sum(rows(p) for p in union.values())
+    # The union index is the concatenation of the local pools' embeddings (UniIR's embedder):
+    # each pool file is embedded once.
+    pool_rows = sum(rows(p) for p in {**local, **union}.values())
+    if not tasks:
+        out.notes.append(f"no {cfg.splits.eval} query files of the selected tasks")
+    if not local and not union:
+        out.notes.append("no candidate pool in the data directory: pool embeddings and "
+                         "indexes are 0")
+    elif "union" in union:
+        out.notes.append("union index from the global union file (local pools incomplete)")
+    elif "union" in cfg.pools and len(union) < len(UNION_POOL_ORDER):
+        out.notes.append(f"union pool = concatenation of {len(union)}/{len(UNION_POOL_ORDER)} "
+                         "local test pools present")
+    sets = [{"encoder": enc, "side": side, "view": view,
+             "rows": query_rows if side == "queries" else pool_rows}
+            for enc, side, view in cfg.embedding_sets()]
+    items = sum(s["rows"] for s in sets)
+    dim = cfg.embedding_dim()
+    out.embedding = {"encoder": cfg.encoder, "dim": dim, "query_rows": query_rows,
+                     "pool_rows": pool_rows, "sets": sets, "items": items,
+                     "fp16_bytes": items * (dim or 0) * 2}
+    out.gpu_hours["embedding"] = items / cfg.planning.throughput.embed_items_per_s / _HOUR
+    if dim is None:
+        out.notes.append(f"embedding width of {cfg.encoder!r} unknown: set "
+                         "planning.embedding_dim for index memory")
+    per_row = (dim or 0) * 4 + cfg.planning.id_bytes
+    largest_local = max((rows(p) for p in local.values()), default=0)
+    indexes = []
+    for enc, side, view in cfg.embedding_sets():
+        if side != "pool":
+            continue
+        for pool, n, largest in (("local", local_rows, largest_local),
+                                 ("union", union_rows, union_rows)):
+            if pool in cfg.pools:
+                indexes.append({"encoder": enc, "view": view, "pool": pool, "rows": n,
+                                "vector_bytes": n * (dim or 0) * 4,
+                                "id_bytes": n * cfg.planning.id_bytes,
+                                "bytes": n * per_row, "largest_index_bytes": largest * per_row})
+    out.index = {"kind": "flat float32", "local_rows": local_rows, "union_rows": union_rows,
+                 "local_pools": sorted(local), "union_parts": list(union), "indexes": indexes,
+                 "largest_index_bytes": max((i["largest_index_bytes"] for i in indexes),
+                                            default=0)}
+
+
+def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,
+              config_path: Path | None) -> None:
+    runs = cfg.trainings()
+    if not runs:
+        out.training = {"runs": [], "samples": 0}
+        out.gpu_hours["training"] = 0.0
+        return
+    tc = _training_config(cfg, config_path, out.notes)
+    train_file = data.train_file()
+    if train_file is not None:
+        n, source = rows(train_file), str(train_file.relative_to(data.root))
+    elif cfg.training.train_queries is not None:
+        n, source = cfg.training.train_queries, "training.train_queries"
+    else:
+        n, source = 0, None
+        out.notes.append("no training file (query/union_train/mbeir_union_up_train.jsonl) and "
+                         "no training.train_queries: training samples are 0")
+    per_run = n * tc.epochs
+    if tc.max_steps is not None:
+        per_run = min(per_run, tc.max_steps * tc.batch_size * tc.grad_accum * cfg.gpus)
+    out.training = {
+        "train_queries": n, "source": source, "epochs": tc.epochs, "batch_size": tc.batch_size,
+        "gpus": cfg.gpus, "samples_per_run": per_run,
+        "runs": [{"view": view, "conditions": names, "samples": per_run}
+                 for view, names in runs.items()],
+        "samples": per_run * len(runs),
+    }
+    out.gpu_hours["training"] = (per_run * len(runs)
+                                 / cfg.planning.throughput.train_samples_per_s / _HOUR)

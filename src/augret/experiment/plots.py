@@ -1,0 +1,69 @@
+"""Report plots (matplotlib, Agg backend, imported lazily: extra ``plot``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from augret._lazy import require
+
+__all__ = ["grouped_bars"]
+
+
+def grouped_bars(path: str | Path, labels: Sequence[str],
+                 series: Mapping[str, Sequence[float | None]], *, title: str, ylabel: str,
+                 marks: Mapping[str, Sequence[bool]] | None = None,
+                 zero_line: bool = False) -> Path:
+    """A grouped bar chart: one group per label, one bar per series (``None``: no bar).
+
+    Args:
+        path: The PNG to write.
+        labels: Group labels (tasks).
+        series: Bar heights per series (conditions), aligned with ``labels``.
+        title: Figure title.
+        ylabel: Y-axis label.
+        marks: Per series, which bars get a ``*`` (e.g. significant deltas).
+        zero_line: Draw the y = 0 line (delta charts).
+
+    Returns:
+        The written file.
+    """
+    mpl = require("matplotlib", "plot")
+    mpl.use("Agg", force=True)
+    plt = require("matplotlib.pyplot", "plot")
+    names = list(series)
+    n = max(len(names), 1)
+    width = 0.8 / n
+    fig_w = max(6.0, 0.55 * len(labels) * max(n, 2) * 0.6 + 2.5)
+    fig, ax = plt.subplots(figsize=(min(fig_w, 22.0), 5.0))
+    try:
+        cmap = plt.get_cmap("tab10")
+        for i, name in enumerate(names):
+            xs, ys, flags = [], [], []
+            for j, v in enumerate(series[name]):
+                if v is None:
+                    continue
+                xs.append(j - 0.4 + width * (i + 0.5))
+                ys.append(v)
+                flags.append(bool(marks and marks.get(name) and marks[name][j]))
+            bars = ax.bar(xs, ys, width * 0.95, label=name, color=cmap(i % 10))
+            for bar, flag in zip(bars, flags, strict=True):
+                if flag:
+                    h = bar.get_height()
+                    ax.annotate("*", (bar.get_x() + bar.get_width() / 2, h),
+                                ha="center", va="bottom" if h >= 0 else "top", fontsize=11)
+        if zero_line:
+            ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, ncol=min(n, 3))
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
