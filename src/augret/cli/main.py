@@ -44,6 +44,7 @@ def _register() -> None:
         encode_cmd,
         enhance_cmd,
         evaluate_cmd,
+        experiment_cmd,
         index_cmd,
         mbeir_cmd,
         serve_cmd,
@@ -58,6 +59,9 @@ def _register() -> None:
     cli.add_command(index_cmd.search)
     cli.add_command(serve_cmd.serve)
     cli.add_command(serve_cmd.query)
+    cli.add_command(experiment_cmd.plan)
+    cli.add_command(experiment_cmd.report)
+    cli.add_command(experiment_cmd.view)
     cli.add_command(evaluate_cmd.evaluate)
     cli.add_command(evaluate_cmd.compare)
     cli.add_command(mbeir_cmd.mbeir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from augret.cli import evaluate_cmd, run_cmd, validate_cmd
+from augret.cli import evaluate_cmd, experiment_cmd, run_cmd, validate_cmd
 
 
 @click.group()
@@ -18,6 +18,7 @@ def mbeir() -> None:
 mbeir.add_command(validate_cmd.validate)
 mbeir.add_command(evaluate_cmd.table)
 mbeir.add_command(run_cmd.run)
+mbeir.add_command(experiment_cmd.download)
 
 
 @mbeir.command()

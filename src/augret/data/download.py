@@ -21,6 +21,7 @@ and the ``--source`` way out; ``HF_HUB_OFFLINE=1`` fails before any connection a
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -57,7 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REPO_ID = "TIGER-Lab/M-BEIR"
-HUB_EXTRA = "enhance"  # the extra that brings huggingface_hub (via transformers)
+HUB_EXTRA = "download"  # the extra that brings huggingface_hub
 IMAGE_PARTS: tuple[str, ...] = tuple(f"mbeir_images.tar.gz.part-{i:02d}" for i in range(4))
 INSTRUCTIONS = "instructions/query_instructions.tsv"
 UNION_TEST_POOL = "cand_pool/global/mbeir_union_test_cand_pool.jsonl"
@@ -218,15 +219,18 @@ class HubSource:
         from augret._lazy import require
 
         self.hub = require("huggingface_hub", HUB_EXTRA)
+        try:  # the error classes moved to huggingface_hub.errors in 0.23
+            self.errors: Any = importlib.import_module("huggingface_hub.errors")
+        except ImportError:  # pragma: no cover - older huggingface_hub
+            self.errors = importlib.import_module("huggingface_hub.utils")
         self.repo_id, self.revision, self.token = repo_id, revision, token
 
     def describe(self) -> str:
         return f"the Hugging Face hub ({self.repo_id})"
 
     def _fail(self, what: str, exc: BaseException) -> DownloadError:
-        errors = getattr(self.hub, "errors", None)
-        local = getattr(errors, "LocalEntryNotFoundError", ())  # no network, nothing cached
-        remote = getattr(errors, "EntryNotFoundError", ())
+        local = getattr(self.errors, "LocalEntryNotFoundError", ())  # no network, no cache
+        remote = getattr(self.errors, "EntryNotFoundError", ())
         if remote and isinstance(exc, remote) and not (local and isinstance(exc, local)):
             return DownloadError(f"{what}: not in {self.describe()}")
         return DownloadError(f"cannot fetch {what} from {self.describe()}: "

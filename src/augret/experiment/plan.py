@@ -102,8 +102,10 @@ def count_rows(path: Path) -> int:
 
 
 def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) -> list[Path]:
-    """The files an enhancement stage reads (as ``augret enhance`` selects them, limited to
-    ``cfg.tasks`` on the evaluated split)."""
+    """The files an enhancement stage must enhance, as ``augret enhance`` selects them
+    (``cfg.enhance.files`` applies), narrowed to what the experiment reads: on the evaluated
+    split the files of ``cfg.tasks`` (when set), on the training split UniIR's union training
+    file and pool when present (the per-dataset files it was built from are not read)."""
     files = [p for p, _ in select_files(data, split, side, cfg.enhance.files)]
     if cfg.tasks and split == cfg.splits.eval:
         tasks = [eval_task(t) for t in cfg.tasks]
@@ -112,6 +114,10 @@ def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) ->
         else:
             names = {f"mbeir_{t.pool}_cand_pool.jsonl" for t in tasks}
         files = [p for p in files if p.name in names]
+    if split == cfg.splits.train:
+        used = data.train_file() if side == "queries" else data.train_pool_file()
+        if used is not None and used in files:
+            files = [used]
     return files
 
 

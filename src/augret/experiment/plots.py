@@ -13,7 +13,7 @@ __all__ = ["grouped_bars"]
 def grouped_bars(path: str | Path, labels: Sequence[str],
                  series: Mapping[str, Sequence[float | None]], *, title: str, ylabel: str,
                  marks: Mapping[str, Sequence[bool]] | None = None,
-                 zero_line: bool = False) -> Path:
+                 colors: Mapping[str, int] | None = None, zero_line: bool = False) -> Path:
     """A grouped bar chart: one group per label, one bar per series (``None``: no bar).
 
     Args:
@@ -23,6 +23,8 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
         title: Figure title.
         ylabel: Y-axis label.
         marks: Per series, which bars get a ``*`` (e.g. significant deltas).
+        colors: Per series, an index into the ``tab10`` palette (keeps a condition's colour
+            across charts); default: the series order.
         zero_line: Draw the y = 0 line (delta charts).
 
     Returns:
@@ -34,7 +36,7 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
     names = list(series)
     n = max(len(names), 1)
     width = 0.8 / n
-    fig_w = max(6.0, 0.55 * len(labels) * max(n, 2) * 0.6 + 2.5)
+    fig_w = max(7.0, 0.33 * len(labels) * max(n, 2) + 4.0)
     fig, ax = plt.subplots(figsize=(min(fig_w, 22.0), 5.0))
     try:
         cmap = plt.get_cmap("tab10")
@@ -46,7 +48,8 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(v)
                 flags.append(bool(marks and marks.get(name) and marks[name][j]))
-            bars = ax.bar(xs, ys, width * 0.95, label=name, color=cmap(i % 10))
+            color = cmap((colors or {}).get(name, i) % 10)
+            bars = ax.bar(xs, ys, width * 0.95, label=name, color=color)
             for bar, flag in zip(bars, flags, strict=True):
                 if flag:
                     h = bar.get_height()
@@ -59,7 +62,7 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, ncol=min(n, 3))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,9 @@ def _compare(base: Mapping[tuple[str, str], EvalResult],
              other: Mapping[tuple[str, str], EvalResult], *, test: str, n_samples: int,
              seed: int, notes: list[str], name: str) -> list[Comparison]:
     out = []
+    missing = [f"{t} ({p})" for t, p in base if (t, p) not in other]
+    if missing:
+        notes.append(f"{name} has no run for {', '.join(missing)}: those rows are not compared")
     for key in [k for k in base if k in other]:
         task, pool = key
         try:
@@ -269,10 +272,12 @@ def _plots(folder: Path, tables: Mapping[str, MBEIRTable],
         if not tasks:
             continue
         labels = [_label(t) for t in tasks]
+        colors = {n: i for i, n in enumerate(tables)}
         series = {n: [_value(tb, t, pool) for t in tasks] for n, tb in tables.items()}
         written.append(grouped_bars(folder / f"bars_{pool}.png", labels, series,
                                     title=f"M-BEIR {pool} pools: reported metric per task",
-                                    ylabel="hit@k × 100 (R@5; R@10 Fashion200K/FashionIQ)"))
+                                    ylabel="hit@k × 100 (R@5; R@10 Fashion200K/FashionIQ)",
+                                    colors=colors))
         if comparisons:
             deltas, marks = {}, {}
             for n, cs in comparisons.items():
@@ -283,7 +288,7 @@ def _plots(folder: Path, tables: Mapping[str, MBEIRTable],
                 written.append(grouped_bars(
                     folder / f"delta_{pool}.png", labels, deltas,
                     title=f"Δ vs {baseline} ({pool}); * p < {alpha:g} (paired test)",
-                    ylabel="Δ hit@k × 100", marks=marks, zero_line=True))
+                    ylabel="Δ hit@k × 100", marks=marks, colors=colors, zero_line=True))
     return written
 
 

@@ -84,7 +84,7 @@ def render_markdown(data: dict[str, Any], tables: Mapping[str, MBEIRTable],
     lines += ["## Conditions", "", "| Condition | Description | Run directory | Data directory |",
               "|---|---|---|---|"]
     for name, c in data["conditions"].items():
-        lines.append(f"| {name}{' (baseline)' if name == data['baseline'] else ''} | "
+        lines.append(f"| {name}{' ← baseline' if name == data['baseline'] else ''} | "
                      f"{c.get('description') or ''} | `{c['run_dir']}` | `{c['data_dir']}` |")
     lines.append("")
     if data["baseline"]:

@@ -33,7 +33,7 @@ __all__ = ["KeyScanner", "RouteCount", "StageScan"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 2048
-_CACHE_MAX = 1 << 18
+_CACHE_MAX = 1 << 17
 
 
 @dataclass

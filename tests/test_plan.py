@@ -1,0 +1,258 @@
+"""``augret plan``: the experiment config, exact counts on the real M-BEIR test topics (images
+absent) and on the shapes sample (images present, de-duplicated by content)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from augret.config import load_config
+from augret.errors import ConfigError
+from augret.experiment.config import ExperimentConfig, paper_conditions
+from augret.experiment.plan import plan
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "configs" / "mbeir-paper.yaml"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TOPICS = SHARED_DATA / "mbeir-test-topics" / "topics"
+QUESTION = re.compile(r"^\s*(what|where|why|when|which|how)\b", re.IGNORECASE)
+
+
+# ---- the config ------------------------------------------------------------------------
+def test_paper_config_loads_with_six_conditions():
+    cfg = load_config(ExperimentConfig, PAPER)
+    assert [c.name for c in cfg.conditions] == [
+        "zero_shot", "baseline", "inference_only", "query_enhanced", "corpus_enhanced",
+        "fully_enhanced"]
+    assert cfg.conditions == paper_conditions()  # the YAML spells out the defaults
+    assert cfg.enhance.model == "Qwen/Qwen3-VL-8B-Instruct" and cfg.enhance.backend == "vllm"
+    assert (cfg.enhance.query_tokens, cfg.enhance.candidate_tokens) == (128, 512)
+    assert cfg.encoder == "clip_sf-vit-l-14" and cfg.gpus == 8
+    assert cfg.training.recipe == "configs/train-clip_sf-large.yaml"
+    assert cfg.embedding_dim() == 768
+    # baseline and inference_only share one encoder; four trainings in all
+    assert cfg.trainings() == {
+        "q-raw_c-raw": ["baseline", "inference_only"], "q-enhanced_c-raw": ["query_enhanced"],
+        "q-raw_c-enhanced": ["corpus_enhanced"], "q-enhanced_c-enhanced": ["fully_enhanced"]}
+    assert cfg.enhancements() == [("test", "queries"), ("test", "candidates"),
+                                  ("train", "queries"), ("train", "candidates")]
+    assert cfg.condition("zero_shot").encoder_key == "pretrained"
+    assert len(cfg.embedding_sets()) == 12
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from augret.config import config_hash, write_resolved
+
+    cfg = load_config(ExperimentConfig, PAPER)
+    again = load_config(ExperimentConfig, write_resolved(cfg, tmp_path))
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"gpu": 8}, "unknown key"),
+    ({"planning.throughput.vlm_tokens": 5}, "unknown key"),
+    ({"conditions": [{"name": "a", "corpus": "better"}]}, "not one of"),
+    ({"conditions": [{"name": "x", "queries": "raw", "extra": 1}]}, "unknown key"),
+    ({"conditions": [{"name": "a"}, {"name": "a"}], "baseline": "a"}, "repeat"),
+    ({"baseline": "nope"}, "not a condition"),
+    ({"tasks": ["cirr_task9"]}, "unknown M-BEIR test task"),
+    ({"planning.throughput.embed_items_per_s": 0}, "positive"),
+])
+def test_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(ExperimentConfig, None, overrides)
+
+
+def test_plan_needs_a_data_dir():
+    with pytest.raises(ConfigError, match="no data directory"):
+        plan(ExperimentConfig())
+
+
+# ---- real M-BEIR test topics (images absent) --------------------------------------------
+@pytest.fixture
+def topics_dir(tmp_path):
+    if not TOPICS.is_dir():
+        pytest.skip("../shared/data/mbeir-test-topics is not present")
+    root = tmp_path / "mbeir"
+    (root / "query" / "test").mkdir(parents=True)
+    for f in sorted(TOPICS.glob("topics.mbeir-*.test.jsonl")):
+        name = f.name.removeprefix("topics.mbeir-").removesuffix(".test.jsonl")
+        (root / "query" / "test" / f"mbeir_{name}_test.jsonl").symlink_to(f)
+    return root
+
+
+def _direct_counts(root: Path) -> dict[str, dict[str, object]]:
+    """Per file: route counts, distinct keys and image paths, by an independent reading."""
+    out = {}
+    for f in sorted((root / "query" / "test").glob("*.jsonl")):
+        routes: Counter[str] = Counter()
+        keys: set = set()
+        images: set = set()
+        for line in f.read_text("utf-8").splitlines():
+            if not line.strip():
+                continue
+            q = json.loads(line)
+            text, img = (q["query_txt"] or "").strip(), q["query_img_path"]
+            if not img:
+                routes["passthrough"] += 1
+            elif not text:
+                routes["caption_query"] += 1
+                keys.add(("caption_query", img))
+                images.add(img)
+            elif text.endswith("?") or QUESTION.match(text):
+                routes["entity_rewrite"] += 1
+                keys.add(("entity_rewrite", q["query_txt"], img))
+                images.add(img)
+            else:
+                routes["condense"] += 1
+                keys.add(("condense", q["query_txt"]))
+        out[f.name.removeprefix("mbeir_").removesuffix("_test.jsonl")] = {
+            "routes": routes, "keys": keys, "images": images}
+    return out
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_plan_on_real_topics_matches_a_direct_count(topics_dir, tmp_path, fast):
+    direct = _direct_counts(topics_dir)
+    # the examples of the brief, counted by hand
+    assert direct["cirr_task7"]["routes"] == {"condense": 4170}
+    assert direct["fashioniq_task7"]["routes"] == {"condense": 6001, "entity_rewrite": 2}
+    assert direct["mscoco_task3"]["routes"] == {"caption_query": 5000}
+    assert direct["nights_task4"]["routes"] == {"caption_query": 2120}
+    for name in ("webqa_task1", "webqa_task2", "edis_task2", "fashion200k_task0"):
+        assert set(direct[name]["routes"]) == {"passthrough"}
+
+    p = plan(PAPER, data_dir=topics_dir, fast=fast)
+    assert p.mode == ("fast" if fast else "bytes")
+    test_queries = p.stages[0]
+    assert (test_queries.split, test_queries.side) == ("test", "queries")
+    by_file = {f["file"].removeprefix("query/test/mbeir_").removesuffix("_test.jsonl"): f
+               for f in test_queries.files}
+    for name, d in direct.items():
+        routes = d["routes"]
+        assert by_file[name]["rows"] == sum(routes.values())
+        assert by_file[name]["passthrough"] == routes["passthrough"]
+        assert by_file[name]["generate"] == sum(routes.values()) - routes["passthrough"]
+    total = Counter()
+    for d in direct.values():
+        total.update(d["routes"])
+    assert {k: v.rows for k, v in test_queries.by_route.items()} == {
+        k: v for k, v in total.items() if k != "passthrough"}
+    keys = set().union(*(d["keys"] for d in direct.values()))
+    assert test_queries.unique_keys == len(keys) < test_queries.generate  # repeated texts
+    for route in ("condense", "caption_query", "entity_rewrite"):
+        assert test_queries.by_route[route].unique == sum(k[0] == route for k in keys)
+    images = set().union(*(d["images"] for d in direct.values()))
+    assert test_queries.missing_images == len(images)  # no image is on disk: all by path
+    assert test_queries.missing_image_rows == total["caption_query"] + total["entity_rewrite"]
+    assert p.enhancement["missing_images"] == len(images)
+    assert any("missing on disk" in n for n in p.notes)
+    # the other stages have no files here, and say so
+    assert [s.rows for s in p.stages[1:]] == [0, 0, 0]
+    assert any("no candidates files of split 'test'" in n for n in p.notes)
+    # tokens: distinct keys × mean tokens per route
+    r = p.routes["caption_query"]
+    assert r["expected_tokens"] == r["unique"] * 70 and r["max_tokens"] == r["unique"] * 128
+    assert p.embedding["query_rows"] == sum(sum(d["routes"].values()) for d in direct.values())
+    assert p.embedding["pool_rows"] == 0 and p.training["samples"] == 0
+    assert p.gpu_hours["total"] == pytest.approx(
+        p.gpu_hours["enhancement"] + p.gpu_hours["embedding"] + p.gpu_hours["training"])
+    path = p.write_json(tmp_path / "plan.json")
+    saved = json.loads(path.read_text())
+    assert saved["stages"][0]["unique_keys"] == len(keys)
+    assert saved["config"]["name"] == "mbeir-paper"
+
+
+# ---- the shapes sample (image bytes present) --------------------------------------------
+@pytest.fixture
+def sample_copy(sample_dir, tmp_path):
+    root = tmp_path / "sample"
+    shutil.copytree(sample_dir, root, symlinks=True)
+    return root
+
+
+def _candidates(p):
+    return next(s for s in p.stages if (s.split, s.side) == ("test", "candidates"))
+
+
+def _pool_images(root: Path) -> set[str]:
+    digests = set()
+    for f in (root / "cand_pool" / "local").glob("*.jsonl"):
+        for line in f.read_text("utf-8").splitlines():
+            img = json.loads(line)["img_path"]
+            if img:
+                digests.add(hashlib.sha256((root / img).read_bytes()).hexdigest())
+    return digests
+
+
+def test_plan_on_sample_dedupes_image_bytes(sample_copy):
+    cfg = load_config(ExperimentConfig, PAPER, {"data_dir": str(sample_copy)})
+    before = plan(cfg, config_path=PAPER)
+    cand = _candidates(before)
+    assert cand.missing_images == 0 and before.enhancement["missing_images"] == 0
+    assert cand.unique_keys == cand.unique_images == len(_pool_images(sample_copy))
+    assert before.training["train_queries"] == 402 and before.training["epochs"] == 20
+    assert before.training["samples"] == 4 * 402 * 20
+    assert before.embedding["pool_rows"] > 0
+    assert before.index["indexes"][0]["bytes"] == before.index["local_rows"] * (768 * 4 + 8)
+
+    # a copied pool repeats every image: rows grow, distinct keys do not
+    local = sample_copy / "cand_pool" / "local"
+    shutil.copy(local / "mbeir_nights_task4_cand_pool.jsonl",
+                local / "mbeir_copy_task4_cand_pool.jsonl")
+    # and a pool whose images are byte-identical copies under new paths
+    rows = []
+    for line in (local / "mbeir_cirr_task7_cand_pool.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        new = row["img_path"].replace("shapes_images/", "shapes_copies/")
+        (sample_copy / new).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_copy / row["img_path"], sample_copy / new)
+        rows.append(json.dumps({**row, "img_path": new}))
+    (local / "mbeir_copies_task7_cand_pool.jsonl").write_text("\n".join(rows) + "\n")
+
+    after = plan(cfg, config_path=PAPER)
+    cand_after = _candidates(after)
+    assert cand_after.rows > cand.rows and cand_after.generate > cand.generate
+    assert cand_after.unique_keys == cand.unique_keys
+    assert after.routes["caption_candidate"]["expected_tokens"] == \
+        before.routes["caption_candidate"]["expected_tokens"]
+
+    fast = plan(cfg, fast=True, config_path=PAPER)
+    fast_cand = _candidates(fast)
+    # by path: the copied pool still dedupes, the copied files do not
+    assert fast_cand.unique_keys == cand.unique_keys + len(rows)
+    assert fast_cand.missing_images == 0
+
+
+def test_plan_missing_images_are_reported_by_path(sample_copy):
+    img = next((sample_copy / "mbeir_images" / "shapes_images").glob("*.png"))
+    img.unlink()
+    p = plan(load_config(ExperimentConfig, PAPER, {"data_dir": str(sample_copy)}),
+             config_path=PAPER)
+    assert p.enhancement["missing_images"] == 1
+    assert p.enhancement["missing_image_rows"] >= 1
+    examples = [e for s in p.stages for e in s.missing_examples]
+    assert examples and examples[0].endswith(img.name)
+
+
+def test_plan_cli_writes_json(sample_copy, tmp_path, monkeypatch, capsys):
+    from augret.cli import experiment_cmd
+    from augret.cli.main import cli, main
+
+    monkeypatch.setitem(cli.commands, "plan", experiment_cmd.plan)
+    out = tmp_path / "p.json"
+    code = main(["plan", str(PAPER), "--data", str(sample_copy), "--fast", "--out", str(out),
+                 "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["mode"] == "fast" and json.loads(out.read_text())["mode"] == "fast"
+    code = main(["plan", str(PAPER), "--data", str(sample_copy), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "Generation by route" in text and "GPU-hours" in text
+    assert main(["plan", str(PAPER), "--data", str(tmp_path / "absent")]) == 4
