@@ -45,6 +45,7 @@ def _register() -> None:
         enhance_cmd,
         evaluate_cmd,
         experiment_cmd,
+        experiment_run_cmd,
         index_cmd,
         mbeir_cmd,
         serve_cmd,
@@ -59,6 +60,7 @@ def _register() -> None:
     cli.add_command(index_cmd.search)
     cli.add_command(serve_cmd.serve)
     cli.add_command(serve_cmd.query)
+    cli.add_command(experiment_run_cmd.experiment)
     cli.add_command(experiment_cmd.plan)
     cli.add_command(experiment_cmd.report)
     cli.add_command(experiment_cmd.view)
