@@ -11,7 +11,7 @@ from augret.evaluate.table import MBEIRTable
 
 __all__ = ["render_markdown"]
 
-_POOL_TITLES = {"local": "Local pools (M-BEIR_local)", "union": "Union pool (M-BEIR, 5.6M)"}
+_POOL_TITLES = {"local": "Local pools (M-BEIR_local)", "union": "Union pool (all local pools present together; 5.6M on full M-BEIR)"}
 
 
 def _cell(value: float | None, comp: Comparison | None, alpha: float) -> str:
@@ -81,7 +81,7 @@ def render_markdown(data: dict[str, Any], tables: Mapping[str, MBEIRTable],
     lines = [f"# {data['title']}", "", f"Generated {data['created']} by augret. Values are the "
              "paper's reported metric × 100 (hit@5, UniIR's \"Recall@5\"; hit@10 for Fashion200K "
              "and FashionIQ); averages are unweighted means of the rows present.", ""]
-    lines += ["## Conditions", "", "| Condition | Description | Run directory | Data directory |",
+    lines += ["## Conditions", "", "| Condition | Description | Run directory | Qrels from |",
               "|---|---|---|---|"]
     for name, c in data["conditions"].items():
         lines.append(f"| {name}{' ← baseline' if name == data['baseline'] else ''} | "
