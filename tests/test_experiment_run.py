@@ -124,3 +124,18 @@ def test_quickstart_full(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text("utf-8"))
     assert len(results["conditions"]) == 6
     assert (out / "viewer.html").is_file() and (out / "plots").is_dir()
+
+
+def test_relative_output_dir_through_the_cli(tmp_path: Path, monkeypatch) -> None:
+    """The README runs `augret experiment ... --out runs/quickstart`: a relative path."""
+    from augret.cli.main import main
+
+    config = _small_config(tmp_path)
+    raw = yaml.safe_load(config.read_text("utf-8"))
+    raw["conditions"] = raw["conditions"][1:]  # fully_enhanced: trains on enhanced files
+    raw["baseline"] = None
+    config.write_text(yaml.safe_dump(raw), "utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "experiment", str(config), "--out", "runs/rel", "--no-progress"]) == 0
+    assert (tmp_path / "runs/rel/report.md").is_file()
+    assert _stages(tmp_path / "runs/rel")["train:q-enhanced_c-enhanced"]["status"] == "done"

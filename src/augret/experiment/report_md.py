@@ -11,7 +11,10 @@ from augret.evaluate.table import MBEIRTable
 
 __all__ = ["render_markdown"]
 
-_POOL_TITLES = {"local": "Local pools (M-BEIR_local)", "union": "Union pool (all local pools present together; 5.6M on full M-BEIR)"}
+_POOL_TITLES = {
+    "local": "Local pools (M-BEIR_local)",
+    "union": "Union pool (all local pools present together; 5.6M on full M-BEIR)",
+}
 
 
 def _cell(value: float | None, comp: Comparison | None, alpha: float) -> str:

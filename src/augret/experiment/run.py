@@ -85,7 +85,7 @@ class _Runner:
 
             self.stage("data", fingerprint("sample", 0), render)
             return root
-        root = Path(self.cfg.data_dir)
+        root = Path(self.cfg.data_dir).resolve()
         if not root.is_dir():
             raise DataNotFoundError(f"{root}: no such data directory")
         files = sorted(p for top in ("query", "cand_pool", "qrels")
@@ -273,7 +273,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, *,
     Returns:
         ``{stage: "ran" | "skipped"}`` in stage order.
     """
-    out = Path(out_dir or cfg.output_dir)
+    out = Path(out_dir or cfg.output_dir).resolve()  # stages join paths under it
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out, "experiment_config.yaml")
     r = _Runner(cfg, out, Path(config_path) if config_path else None, progress)
