@@ -7,21 +7,19 @@ backends run the same runner in tests/test_enhance_e2e.py.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import struct
-import zlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from augret.data import MBEIRDir, iter_candidates, iter_queries
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
 from augret.enhance.backends.base import GenerationParams, GenerationRequest, GenerationResult
+from helpers.edge_data import write_edge_dir, write_rows
 
 
 class FakeBackend:
@@ -31,13 +29,16 @@ class FakeBackend:
     model_id = "fake-vlm"
     revision = None
 
-    def __init__(self, fail_marker: str | None = None, words: int = 6) -> None:
+    def __init__(self, fail_marker: str | None = None, words: int = 6,
+                 delay: float = 0.0) -> None:
         self.calls: list[GenerationRequest] = []
+        self.delay = delay
         self.fail_marker = fail_marker
         self.words = words
 
     def generate(self, requests: Sequence[GenerationRequest],
                  params: GenerationParams) -> list[GenerationResult]:
+        time.sleep(self.delay)
         out = []
         for r in requests:
             self.calls.append(r)
@@ -56,66 +57,10 @@ class FakeBackend:
         pass
 
 
-def _img(path: Path, color=(200, 30, 30), mode="RGB", size=(40, 30), fmt=None) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, color if mode == "RGB" else 0).save(path, format=fmt)
-    return path.name
-
-
-def _write(path: Path, rows: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        for r in rows:
-            f.write(r if isinstance(r, bytes) else (json.dumps(r) + "\n").encode())
-
-
-def _bomb_png(path: Path) -> None:
-    """A valid PNG header claiming 100000 x 100000 pixels (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    hdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
-
-
 @pytest.fixture
 def edge_dir(tmp_path: Path) -> Path:
     """A CIRR-like test task whose images cover the awkward cases."""
-    root = tmp_path / "data"
-    im = root / "mbeir_images" / "x"
-    _img(im / "ok.jpg")
-    _img(im / "ok_copy.jpg")  # identical bytes: one generation
-    (im / "empty.jpg").write_bytes(b"")
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "JPEG")
-    (im / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    _bomb_png(im / "bomb.png")
-    Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(im / "cmyk.jpg")
-    Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100).save(im / "deep.png")
-    Image.new("P", (20, 20), 3).save(im / "palette.png", transparency=3)
-    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
-    frames[0].save(im / "anim.gif", save_all=True, append_images=frames[1:])
-    frames[0].save(im / "pages.tif", save_all=True, append_images=frames[1:])
-    names = ["ok.jpg", "ok_copy.jpg", "missing.jpg", "empty.jpg", "truncated.jpg", "bomb.png",
-             "cmyk.jpg", "deep.png", "palette.png", "anim.gif", "pages.tif"]
-    queries = [{"qid": f"8:{i + 1}", "query_txt": "Make it blue and shiny.",
-                "query_img_path": f"mbeir_images/x/{n}", "query_modality": "image,text",
-                "query_src_content": None, "pos_cand_list": [f"8:{i + 1}"],
-                "neg_cand_list": [], "task_id": 7} for i, n in enumerate(names)]
-    queries.append({**queries[0], "qid": "8:90", "query_txt": "What is this?"})
-    queries.append(b"{broken json\n")
-    queries.append(b'{"qid": "8:91", "query_txt": "caf\xe9", "query_img_path": null}\n')
-    queries.append({**queries[0], "qid": "8:92", "query_modality": "video"})
-    _write(root / "query/test/mbeir_cirr_task7_test.jsonl", queries)
-    pool = [{"txt": None, "img_path": f"mbeir_images/x/{n}", "modality": "image",
-             "did": f"8:{i + 1}", "src_content": None} for i, n in enumerate(names)]
-    pool.append({"txt": "A plain text candidate.", "img_path": None, "modality": "text",
-                 "did": "8:50", "src_content": None})
-    _write(root / "cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl", pool)
-    (root / "qrels/test").mkdir(parents=True)
-    (root / "qrels/test/mbeir_cirr_task7_test_qrels.txt").write_text("8:1 0 8:1 1 7\n")
-    return root
+    return write_edge_dir(tmp_path / "data")
 
 
 def _cfg(tmp_path: Path, **kw) -> EnhanceConfig:
@@ -265,7 +210,7 @@ def test_real_odd_images_from_skimage(shared_data: Path, tmp_path: Path) -> None
     root = tmp_path / "d"
     pool = [{"txt": "" if i % 2 else None, "img_path": str(p), "modality": "image",
              "did": f"4:{i + 1}", "src_content": None} for i, p in enumerate(images)]
-    _write(root / "cand_pool/local/mbeir_nights_task4_cand_pool.jsonl", pool)
+    write_rows(root / "cand_pool/local/mbeir_nights_task4_cand_pool.jsonl", pool)
     report = enhance(root, tmp_path / "out", _cfg(tmp_path, side="candidates"),
                      backend=FakeBackend(), progress=False)
     counts = report["files"]["cand_pool/local/mbeir_nights_task4_cand_pool.jsonl"]
@@ -277,3 +222,21 @@ def test_real_odd_images_from_skimage(shared_data: Path, tmp_path: Path) -> None
                                             if p.name == "multipage_rgb.tif"}
     assert all("not a recognised image format" in f["error"] for f in failures)
     assert counts["generated"] + counts["cached"] == len(images) - len(failures)
+
+
+def test_duplicates_across_chunks_are_generated_once(tmp_path: Path) -> None:
+    """A chunk is looked up while the previous one generates: its late hits are not redone."""
+    root = tmp_path / "data"
+    (root / "mbeir_images").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "mbeir_images" / "a.png")
+    rows = [{"qid": f"8:{i + 1}", "query_txt": "Make it blue and shiny.",
+             "query_img_path": "mbeir_images/a.png", "query_modality": "image,text",
+             "query_src_content": None, "pos_cand_list": ["8:1"], "neg_cand_list": [],
+             "task_id": 7} for i in range(100)]
+    write_rows(root / "query/test/mbeir_cirr_task7_test.jsonl", rows)
+    backend = FakeBackend(delay=0.5)  # the next chunk's lookup runs during this sleep
+    report = enhance(root, tmp_path / "out", _cfg(tmp_path, side="queries"), backend=backend,
+                     progress=False)
+    counts = report["files"]["query/test/mbeir_cirr_task7_test.jsonl"]
+    assert len(backend.calls) == 1  # 100 rows over 4 chunks of 32
+    assert (counts["generated"], counts["cached"]) == (1, 99)

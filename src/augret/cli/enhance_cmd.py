@@ -30,7 +30,17 @@ import click
 @click.option("--candidate-tokens", type=int, default=None, help="Output budget of candidates.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--max-pixels", type=int, default=None)
-@click.option("--workers", type=int, default=None, help="Image decoding threads.")
+@click.option("--workers", type=int, default=None,
+              help="Image decoding threads; with --engine ray: Ray workers, one model each.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="local (this process, the default) or ray (a Ray Data pipeline; the same "
+                   "output). See docs/scaling.md.")
+@click.option("--address", "ray_address", default=None,
+              help="Ray cluster address (default: start a local Ray or join $RAY_ADDRESS).")
+@click.option("--gpus-per-worker", type=float, default=None,
+              help="GPUs each Ray worker reserves (0 on CPU).")
+@click.option("--cpus-per-worker", type=float, default=None,
+              help="CPUs each Ray worker reserves.")
 @click.option("--temperature", type=float, default=None, help="0 = greedy (default).")
 @click.option("--seed", type=int, default=None)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -42,7 +52,11 @@ def enhance(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress
     from augret.enhance import EnhanceConfig
     from augret.enhance import enhance as run
 
+    workers = flags.pop("workers")
     cfg = load_config(EnhanceConfig, config_file, flags)
+    if workers is not None:  # the flag means Ray workers under the ray engine
+        field = "ray_workers" if cfg.engine == "ray" else "workers"
+        cfg = load_config(EnhanceConfig, config_file, {**flags, field: workers})
     report = run(data_dir, out_dir, cfg, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -51,6 +65,12 @@ def enhance(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress
     from rich.table import Table
 
     table = Table(title=f"{out_dir}: {report['model']} ({report['prompt_version']})")
+    engine = report.get("engine", {})
+    if engine.get("name") == "ray":
+        gen = engine["stages"]["generate"]
+        click.echo(f"ray: {engine['workers']} worker(s), {engine['gpus']:g} GPU; generated "
+                   f"{gen['rows']} at {gen['rows_per_s']:.2f} rows/s, "
+                   f"{gen['tokens_per_s']:.0f} tok/s")
     for col in ("file", "total", "generated", "cached", "passed", "failed", "tok/s"):
         table.add_column(col, justify="right" if col != "file" else "left", overflow="fold")
     for name, c in report["files"].items():

@@ -41,6 +41,13 @@ class EnhanceConfig:
         max_pixels: Images are downscaled to this many pixels before they are sent.
         workers: Threads that read and decode images ahead of the model.
         store: Generation store file (default: the per-user cache, shared across runs).
+        engine: ``local`` (this process) or ``ray`` (a Ray Data pipeline of model-holding
+            workers; same output, see :mod:`augret.enhance.ray_engine`).
+        ray_address: Ray cluster address (``auto``, ``host:6379``, ``ray://host:10001``);
+            ``None`` starts a local Ray instance (or joins ``$RAY_ADDRESS``).
+        ray_workers: Ray workers, each holding one model (one vLLM engine per GPU).
+        gpus_per_worker: GPUs each Ray worker reserves (0 on CPU; >1 for tensor parallelism).
+        cpus_per_worker: CPUs each Ray worker reserves.
     """
 
     split: str = "test"
@@ -67,3 +74,8 @@ class EnhanceConfig:
     max_pixels: int = 768 * 768
     workers: int = 4
     store: Path | None = None
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0

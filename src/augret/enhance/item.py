@@ -25,6 +25,7 @@ from augret.enhance.prompts import PromptSet
 from augret.enhance.store import Generation, generation_key
 
 __all__ = [
+    "backend_identity",
     "clean_output",
     "item_generation",
     "item_key",
@@ -108,3 +109,28 @@ def make_backend(cfg: EnhanceConfig) -> Backend:
     if "batch_size" in backend_options(cfg.backend):
         options["batch_size"] = cfg.batch_size
     return get_backend(cfg.backend, cfg.model, **{**options, **cfg.backend_options})
+
+
+class _Identity:
+    """What the store keys need of a backend (name, model id, revision), without the model."""
+
+    def __init__(self, name: str, model_id: str, revision: str | None) -> None:
+        self.name, self.model_id, self.revision = name, model_id, revision
+
+    def generate(self, requests: Any, params: GenerationParams) -> list[GenerationResult]:
+        raise RuntimeError("a backend identity cannot generate")
+
+    def close(self) -> None:
+        pass
+
+
+def backend_identity(cfg: EnhanceConfig) -> Backend:
+    """The model id and revision :func:`make_backend` would give, without loading a model.
+
+    The ray engine keys and stores generations on the driver while its workers hold the
+    models; both must agree with the single-process runner's keys (checked in the tests).
+    """
+    from augret.enhance.tiny import resolve_tiny_preset
+
+    preset = resolve_tiny_preset(cfg.model) if cfg.backend != "openai" else None
+    return _Identity(cfg.backend, preset or cfg.model, None if preset else cfg.revision)

@@ -1,0 +1,72 @@
+"""An M-BEIR-format CIRR-like task whose images and lines cover the awkward cases."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _img(path: Path, color=(200, 30, 30), mode="RGB", size=(40, 30), fmt=None) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color if mode == "RGB" else 0).save(path, format=fmt)
+    return path.name
+
+
+def write_rows(path: Path, rows: list) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        for r in rows:
+            f.write(r if isinstance(r, bytes) else (json.dumps(r) + "\n").encode())
+
+
+def _bomb_png(path: Path) -> None:
+    """A valid PNG header claiming 100000 x 100000 pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    hdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def write_edge_dir(root: Path) -> Path:
+    """Write the edge-case task under ``root`` and return it."""
+    im = root / "mbeir_images" / "x"
+    _img(im / "ok.jpg")
+    _img(im / "ok_copy.jpg")  # identical bytes: one generation
+    (im / "empty.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "JPEG")
+    (im / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    _bomb_png(im / "bomb.png")
+    Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(im / "cmyk.jpg")
+    Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100).save(im / "deep.png")
+    Image.new("P", (20, 20), 3).save(im / "palette.png", transparency=3)
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(im / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(im / "pages.tif", save_all=True, append_images=frames[1:])
+    names = ["ok.jpg", "ok_copy.jpg", "missing.jpg", "empty.jpg", "truncated.jpg", "bomb.png",
+             "cmyk.jpg", "deep.png", "palette.png", "anim.gif", "pages.tif"]
+    queries = [{"qid": f"8:{i + 1}", "query_txt": "Make it blue and shiny.",
+                "query_img_path": f"mbeir_images/x/{n}", "query_modality": "image,text",
+                "query_src_content": None, "pos_cand_list": [f"8:{i + 1}"],
+                "neg_cand_list": [], "task_id": 7} for i, n in enumerate(names)]
+    queries.append({**queries[0], "qid": "8:90", "query_txt": "What is this?"})
+    queries.append(b"{broken json\n")
+    queries.append(b'{"qid": "8:91", "query_txt": "caf\xe9", "query_img_path": null}\n')
+    queries.append({**queries[0], "qid": "8:92", "query_modality": "video"})
+    write_rows(root / "query/test/mbeir_cirr_task7_test.jsonl", queries)
+    pool = [{"txt": None, "img_path": f"mbeir_images/x/{n}", "modality": "image",
+             "did": f"8:{i + 1}", "src_content": None} for i, n in enumerate(names)]
+    pool.append({"txt": "A plain text candidate.", "img_path": None, "modality": "text",
+                 "did": "8:50", "src_content": None})
+    write_rows(root / "cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl", pool)
+    (root / "qrels/test").mkdir(parents=True)
+    (root / "qrels/test/mbeir_cirr_task7_test_qrels.txt").write_text("8:1 0 8:1 1 7\n")
+    return root
