@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.edge_data import write_edge_dir
 
 from augret.data.sample import write_sample
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
+from helpers.edge_data import write_edge_dir
 
 ray = pytest.importorskip("ray")
 
