@@ -14,7 +14,7 @@ import pytest
 
 from augret.config import load_config
 from augret.errors import ConfigError
-from augret.experiment.config import ExperimentConfig, paper_conditions
+from augret.experiment.config import PAPER_CONDITIONS, ExperimentConfig, paper_conditions
 from augret.experiment.plan import plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,21 +29,31 @@ def test_paper_config_loads_with_six_conditions():
     cfg = load_config(ExperimentConfig, PAPER)
     assert [c.name for c in cfg.conditions] == [
         "zero_shot", "baseline", "inference_only", "query_enhanced", "corpus_enhanced",
-        "fully_enhanced"]
-    assert cfg.conditions == paper_conditions()  # the YAML spells out the defaults
+        "fully_enhanced", "fully_enhanced_append", "bm25_raw", "bm25_enhanced",
+        "hybrid_enhanced"]
+    assert cfg.conditions[:6] == paper_conditions()  # the YAML spells out the defaults
+    assert tuple(c.name for c in paper_conditions()) == PAPER_CONDITIONS
     assert cfg.enhance.model == "Qwen/Qwen3-VL-8B-Instruct" and cfg.enhance.backend == "vllm"
     assert (cfg.enhance.query_tokens, cfg.enhance.candidate_tokens) == (128, 512)
     assert cfg.encoder == "clip_sf-vit-l-14" and cfg.gpus == 8
     assert cfg.training.recipe == "configs/train-clip_sf-large.yaml"
     assert cfg.embedding_dim() == 768
-    # baseline and inference_only share one encoder; four trainings in all
+    # baseline and inference_only share one encoder, hybrid uses fully_enhanced's, append
+    # text needs its own run, bm25 none: five trainings in all
     assert cfg.trainings() == {
         "q-raw_c-raw": ["baseline", "inference_only"], "q-enhanced_c-raw": ["query_enhanced"],
-        "q-raw_c-enhanced": ["corpus_enhanced"], "q-enhanced_c-enhanced": ["fully_enhanced"]}
+        "q-raw_c-enhanced": ["corpus_enhanced"],
+        "q-enhanced_c-enhanced": ["fully_enhanced", "hybrid_enhanced"],
+        "q-enhanced_c-enhanced_append": ["fully_enhanced_append"]}
+    # generation is shared by the modes; each mode is its own enhancement output
     assert cfg.enhancements() == [("test", "queries"), ("test", "candidates"),
                                   ("train", "queries"), ("train", "candidates")]
-    assert cfg.condition("zero_shot").encoder_key == "pretrained"
-    assert len(cfg.embedding_sets()) == 12
+    assert cfg.enhanced_views() == [(*e, m) for m in ("replace", "append")
+                                    for e in cfg.enhancements()]
+    assert cfg.encoder_key(cfg.condition("zero_shot")) == "pretrained"
+    assert cfg.encoder_key(cfg.condition("bm25_enhanced")) is None
+    assert len(cfg.embedding_sets()) == 12 + 2  # + the append view's queries and pool
+    assert ("q-enhanced_c-enhanced_append", "pool", "enhanced-append") in cfg.embedding_sets()
 
 
 def test_resolved_config_round_trips(tmp_path):
@@ -63,6 +73,24 @@ def test_resolved_config_round_trips(tmp_path):
     ({"baseline": "nope"}, "not a condition"),
     ({"tasks": ["cirr_task9"]}, "unknown M-BEIR test task"),
     ({"planning.throughput.embed_items_per_s": 0}, "positive"),
+    ({"conditions": [{"name": "a", "retriever": "splade"}]}, "not one of"),
+    ({"conditions": [{"name": "a", "retriever": "bm25", "encoder": "trained"}]},
+     r"conditions\[0\]: condition 'a': the bm25 retriever uses no encoder; remove "
+     "'encoder: trained'"),
+    ({"conditions": [{"name": "a", "retriever": "bm25", "encoder": "pretrained"}]},
+     "uses no encoder"),
+    ({"conditions": [{"name": "a", "retriever": "bm25", "train_corpus": "enhanced"}]},
+     "the bm25 retriever trains nothing"),
+    ({"conditions": [{"name": "a", "enhance_mode": "append"}]},
+     "enhance_mode applies to enhanced views"),
+    ({"conditions": [{"name": "a", "encoder": "pretrained", "train_queries": "enhanced",
+                      "enhance_mode": "append"}]}, "enhance_mode applies"),
+    ({"conditions": [{"name": "a", "queries": "enhanced", "enhance_mode": "prepend"}]},
+     "not one of"),
+    ({"retrieval": {"retriever": "bm25"}}, r"retrieval.retriever is set by the experiment"),
+    ({"retrieval": {"encoder": "tiny"}}, "retrieval.encoder is set by the experiment"),
+    ({"sample": {"reps": 0}}, "at least 1"),
+    ({"sample": {"size": 3}}, "unknown key"),
 ])
 def test_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -198,7 +226,7 @@ def test_plan_on_sample_dedupes_image_bytes(sample_copy):
     assert cand.missing_images == 0 and before.enhancement["missing_images"] == 0
     assert cand.unique_keys == cand.unique_images == len(_pool_images(sample_copy))
     assert before.training["train_queries"] == 402 and before.training["epochs"] == 20
-    assert before.training["samples"] == 4 * 402 * 20
+    assert before.training["samples"] == 5 * 402 * 20  # five training views
     assert before.embedding["pool_rows"] > 0
     assert before.index["indexes"][0]["bytes"] == before.index["local_rows"] * (768 * 4 + 8)
 
@@ -256,3 +284,29 @@ def test_plan_cli_writes_json(sample_copy, tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert code == 0 and "Generation by route" in text and "GPU-hours" in text
     assert main(["plan", str(PAPER), "--data", str(tmp_path / "absent")]) == 4
+
+
+def test_plan_counts_only_the_selected_tasks(sample_copy):
+    tasks = ["mscoco_task0", "webqa_task1"]
+    over = {"data_dir": str(sample_copy), "tasks": tasks, "pools": ["local"]}
+    p = plan(load_config(ExperimentConfig, PAPER, over), fast=True, config_path=PAPER)
+    files = {(s.split, s.side): [f["file"] for f in s.files] for s in p.stages}
+    assert files[("test", "queries")] == [f"query/test/mbeir_{t}_test.jsonl" for t in tasks]
+    assert files[("test", "candidates")] == [
+        "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl",
+        "cand_pool/local/mbeir_webqa_task1_cand_pool.jsonl"]
+    # training reads the whole union training file, whatever the tasks
+    assert files[("train", "queries")] == ["query/union_train/mbeir_union_up_train.jsonl"]
+    assert p.training["train_queries"] == 402
+    rows = sum(1 for t in tasks
+               for _ in (sample_copy / f"query/test/mbeir_{t}_test.jsonl").open())
+    assert p.embedding["query_rows"] == rows
+    assert p.index["local_pools"] == ["mscoco_task0_test", "webqa_task1"]
+
+    # the union pool every task searches holds every test pool: all are enhanced
+    p = plan(load_config(ExperimentConfig, PAPER, {**over, "pools": ["local", "union"]}),
+             fast=True, config_path=PAPER)
+    cands = [f["file"] for f in _candidates(p).files]
+    assert cands == sorted(str(f.relative_to(sample_copy))
+                           for f in (sample_copy / "cand_pool/local").glob("*.jsonl"))
+    assert len(cands) == 6

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from augret.config import config_to_dict, load_config
-from augret.data.ids import UNION_POOL_ORDER, eval_task
+from augret.data.ids import UNION_POOL_ORDER
 from augret.data.jsonl import atomic_writer
 from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir, TaskFiles
-from augret.enhance.files import select_files
 from augret.enhance.policy import Policy
 from augret.errors import ConfigError
 from augret.experiment.config import ExperimentConfig
+from augret.experiment.files import stage_files
 from augret.experiment.scan import KeyScanner, StageScan
 
 __all__ = ["Plan", "count_rows", "plan", "stage_files"]
@@ -99,26 +99,6 @@ def count_rows(path: Path) -> int:
         for line in f:
             n += bool(line.strip())
     return n
-
-
-def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) -> list[Path]:
-    """The files an enhancement stage must enhance, as ``augret enhance`` selects them
-    (``cfg.enhance.files`` applies), narrowed to what the experiment reads: on the evaluated
-    split the files of ``cfg.tasks`` (when set), on the training split UniIR's union training
-    file and pool when present (the per-dataset files it was built from are not read)."""
-    files = [p for p, _ in select_files(data, split, side, cfg.enhance.files)]
-    if cfg.tasks and split == cfg.splits.eval:
-        tasks = [eval_task(t) for t in cfg.tasks]
-        if side == "queries":
-            names = {f"mbeir_{t.name}_{split}.jsonl" for t in tasks}
-        else:
-            names = {f"mbeir_{t.pool}_cand_pool.jsonl" for t in tasks}
-        files = [p for p in files if p.name in names]
-    if split == cfg.splits.train:
-        used = data.train_file() if side == "queries" else data.train_pool_file()
-        if used is not None and used in files:
-            files = [used]
-    return files
 
 
 def _resolve(path: str, bases: list[Path]) -> Path | None:
@@ -283,6 +263,10 @@ def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) ->
     elif "union" in cfg.pools and len(union) < len(UNION_POOL_ORDER):
         out.notes.append(f"union pool = concatenation of {len(union)}/{len(UNION_POOL_ORDER)} "
                          "local test pools present")
+    lexical = [c.name for c in cfg.conditions if c.retriever != "dense"]
+    if lexical:
+        out.notes.append(f"BM25 indexes (conditions {', '.join(lexical)}) are not estimated; "
+                         "they need no GPU")
     sets = [{"encoder": enc, "side": side, "view": view,
              "rows": query_rows if side == "queries" else pool_rows}
             for enc, side, view in cfg.embedding_sets()]

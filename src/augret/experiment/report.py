@@ -7,8 +7,8 @@ condition's run directory (``<task>_<local|union>.run`` files, see
 
     OUT/report.md          tables (local, union), comparisons, ablation answers
     OUT/results.json       every number in the report, unrounded
-    OUT/conditions.json    the inputs ({name: {run_dir, data_dir, description}}): re-run with
-                           ``augret report OUT``
+    OUT/conditions.json    the inputs ({name: {run_dir, data_dir, description[, system]}}):
+                           re-run with ``augret report OUT``
     OUT/plots/bars_<pool>.png, OUT/plots/delta_<pool>.png
 """
 
@@ -182,7 +182,10 @@ def write_report(out_dir: str | Path, conditions: Mapping[str, Any], baseline: s
     Args:
         out_dir: Where ``report.md``, ``results.json``, ``conditions.json`` and ``plots/`` go.
         conditions: ``{name: {"run_dir": ..., "data_dir": ..., "description": ...}}`` (a bare
-            run directory is accepted as the value when ``data_dir`` is given). Order is kept.
+            run directory is accepted as the value when ``data_dir`` is given; an optional
+            ``system`` line, e.g. the retriever and views, gets its own column). Order is
+            kept. Every condition is compared with the baseline; the ablation answers use
+            only the paper's conditions named in :data:`ABLATIONS`.
         baseline: The condition the others are compared with (absent: no comparison).
         data_dir: The qrels' data directory for conditions that do not name one.
         test: ``randomization`` (default) or ``bootstrap``.

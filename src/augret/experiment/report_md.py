@@ -84,11 +84,15 @@ def render_markdown(data: dict[str, Any], tables: Mapping[str, MBEIRTable],
     lines = [f"# {data['title']}", "", f"Generated {data['created']} by augret. Values are the "
              "paper's reported metric × 100 (hit@5, UniIR's \"Recall@5\"; hit@10 for Fashion200K "
              "and FashionIQ); averages are unweighted means of the rows present.", ""]
-    lines += ["## Conditions", "", "| Condition | Description | Run directory | Qrels from |",
-              "|---|---|---|---|"]
+    system = any(c.get("system") for c in data["conditions"].values())  # experiment reports
+    lines += ["## Conditions", "",
+              f"| Condition |{' System |' if system else ''} Description | Run directory | "
+              "Qrels from |", "|---|---|---|---|" + ("---|" if system else "")]
     for name, c in data["conditions"].items():
-        lines.append(f"| {name}{' ← baseline' if name == data['baseline'] else ''} | "
-                     f"{c.get('description') or ''} | `{c['run_dir']}` | `{c['data_dir']}` |")
+        cells = [f"{name}{' ← baseline' if name == data['baseline'] else ''}"]
+        cells += [c.get("system") or ""] if system else []
+        cells += [c.get("description") or "", f"`{c['run_dir']}`", f"`{c['data_dir']}`"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if data["baseline"]:
         lines += [f"Cells of other conditions show (Δ vs {data['baseline']}); `*`: p < "

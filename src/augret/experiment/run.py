@@ -3,12 +3,19 @@
 Stages, in order (each skipped when ``experiment.json`` records it done with the same input
 fingerprint, so a rerun after a crash resumes where it stopped)::
 
-    data                    the shapes sample rendered into OUT/data (``data_dir: sample``)
-    enhance:<split>-<side>  VLM enhancement into OUT/enhanced (resumable via the store)
+    data                    the shapes sample rendered into OUT/data (``data_dir: sample``;
+                            its ``sample:`` settings are fingerprinted)
+    enhance:<split>-<side>  VLM enhancement into OUT/enhanced (resumable via the store); only
+                            the files the experiment reads (``tasks``; the training files)
+    enhance-append:<split>-<side>
+                            the same in ``append`` mode into OUT/enhanced-append, for
+                            conditions with ``enhance_mode: append`` (store hits: no new
+                            generation)
     train:<view>            one retriever per distinct training view, OUT/train/<view>
                             (a crashed run resumes from its latest checkpoint)
     condition:<name>        embed → index → retrieve → evaluate, OUT/conditions/<name>
-                            (``run_mbeir``, which also reuses its unchanged stages)
+                            (``run_mbeir`` with the condition's retriever: dense, bm25 or
+                            hybrid; it also reuses its unchanged stages)
     report                  OUT/report.md, results.json, plots/, and OUT/viewer.html
                             (baseline vs fully_enhanced, when both exist)
 
@@ -19,6 +26,7 @@ fingerprints, so a change re-runs exactly the stages it affects.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import shutil
 import time
@@ -29,20 +37,33 @@ from typing import Any
 from augret.config import config_to_dict, load_config, write_resolved
 from augret.data.mbeir import MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
-from augret.experiment.config import Condition, ExperimentConfig
+from augret.experiment.config import ENHANCED_DIRS, Condition, ExperimentConfig
 from augret.experiment.state import ExperimentState
 from augret.pipeline.stages import file_stats, fingerprint
 
-__all__ = ["SAMPLE", "resolve_recipe", "run_experiment"]
+__all__ = ["SAMPLE", "enhance_stage", "resolve_recipe", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
 #: ``data_dir`` value that renders the license-clean shapes sample into ``OUT/data``.
 SAMPLE = "sample"
 #: Enhancement settings that do not change what is generated.
-_ENHANCE_IGNORED = ("store", "workers", "split", "side")
+_ENHANCE_IGNORED = ("store", "workers", "split", "side", "engine", "ray_address", "ray_workers",
+                    "gpus_per_worker", "cpus_per_worker")
 #: Training settings that do not change the trained encoder.
 _TRAIN_IGNORED = ("output_dir", "resume", "progress", "log_every")
+#: RunConfig settings that only one kind of retrieval reads (left out of the others'
+#: fingerprints, so e.g. a dense batch size does not re-run a bm25 condition).
+_DENSE_ONLY = ("backbone", "context_length", "precision", "on_missing_image", "batch_size",
+               "workers", "device", "index", "instruction")
+_ONLY = {"dense": ("bm25", "rrf_k"), "bm25": (*_DENSE_ONLY, "rrf_k"), "hybrid": ()}
+
+
+def enhance_stage(split: str, side: str, mode: str) -> str:
+    """The stage name of one enhancement output (``enhance:test-queries``,
+    ``enhance-append:test-queries``)."""
+    prefix = "enhance" if mode == "replace" else f"enhance-{mode}"
+    return f"{prefix}:{split}-{side}"
 
 
 class _Runner:
@@ -54,6 +75,7 @@ class _Runner:
         self.state = ExperimentState(out, cfg.name)
         self.outcome: dict[str, str] = {}
         self.fps: dict[str, str] = {}
+        self._backend: Any = None  # the VLM backend, shared by every enhancement run
 
     def stage(self, name: str, fp: str, work: Callable[[], dict[str, Any] | None]) -> None:
         """Run ``work`` unless ``name`` is recorded done with fingerprint ``fp``."""
@@ -76,14 +98,16 @@ class _Runner:
             raise ConfigError("no data_dir: set it in the config or pass --data")
         if str(self.cfg.data_dir) == SAMPLE:
             root = self.out / "data"
+            settings = self.cfg.sample
 
             def render() -> dict[str, Any]:
                 from augret.data.sample import write_sample
 
-                s = write_sample(root, seed=0)
+                s = write_sample(root, seed=settings.seed, reps=settings.reps,
+                                 train_reps=settings.train_reps)
                 return {"queries": s.queries, "pools": s.pools}
 
-            self.stage("data", fingerprint("sample", 0), render)
+            self.stage("data", fingerprint("sample", config_to_dict(settings)), render)
             return root
         root = Path(self.cfg.data_dir).resolve()
         if not root.is_dir():
@@ -94,44 +118,80 @@ class _Runner:
         return root
 
     # ---- enhancement ---------------------------------------------------------------------
-    def enhance(self, data: Path) -> Path:
-        """Enhance each (split, side) the conditions need into ``OUT/enhanced``."""
+    def enhance(self, data: Path) -> dict[str, Path]:
+        """Enhance each (split, side, mode) the conditions read; returns mode → directory."""
+        from augret.enhance.files import select_files
+        from augret.experiment.files import stage_files
+
+        raw = MBEIRDir(data)
+        dirs: dict[str, Path] = {}
+        try:
+            for split, side, mode in self.cfg.enhanced_views():
+                out = dirs.setdefault(mode, self.out / ENHANCED_DIRS[mode])
+                ecfg = dataclasses.replace(self.cfg.enhance, split=split, side=side, mode=mode)
+                files = stage_files(self.cfg, raw, split, side)
+                every = [p for p, _ in select_files(raw, split, side, ecfg.files)]
+                rel = [str(p.relative_to(raw.root)) for p in files]
+                params = {k: v for k, v in config_to_dict(ecfg).items()
+                          if k not in _ENHANCE_IGNORED}
+                fp = fingerprint(self.fps["data"], split, side, params, rel)
+
+                def work(ecfg: Any = ecfg, out: Path = out,
+                         only: list[str] | None = None if files == every else rel
+                         ) -> dict[str, Any]:
+                    return self._enhance(data, out, ecfg, only)
+
+                self.stage(enhance_stage(split, side, mode), fp, work)
+        finally:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+        return dirs
+
+    def _enhance(self, data: Path, out: Path, ecfg: Any, only: list[str] | None
+                 ) -> dict[str, Any]:
+        """One enhancement stage: a single ``enhance`` run, or one per file when the stage
+        reads a subset of what ``enhance`` would select (``only``, relative paths)."""
         from augret.enhance import enhance
+        from augret.enhance.item import make_backend
 
-        enhanced = self.out / "enhanced"
-        for split, side in self.cfg.enhancements():
-            ecfg = dataclasses.replace(self.cfg.enhance, split=split, side=side)
-            params = {k: v for k, v in config_to_dict(ecfg).items() if k not in _ENHANCE_IGNORED}
-            fp = fingerprint(self.fps["data"], split, side, params)
+        if only is not None and not only:
+            raise DataNotFoundError(f"{data}: no {ecfg.side} file of split {ecfg.split!r} for "
+                                    f"the tasks {self.cfg.tasks}")
+        # the local engine's model is loaded once (a second mode's run is all store hits);
+        # the ray engine builds its own in its workers
+        local = ecfg.engine == "local"
+        if local and self._backend is None:
+            self._backend = make_backend(self.cfg.enhance)
+        cfgs = [ecfg] if only is None else [dataclasses.replace(ecfg, files=glob.escape(r))
+                                            for r in only]
+        runs = [enhance(data, out, c, backend=self._backend if local else None,
+                        progress=self.progress).get("last_run") or {} for c in cfgs]
+        return {"files": only, "last_run": _sum_runs(runs)}
 
-            def work(ecfg: Any = ecfg) -> dict[str, Any]:
-                r = enhance(data, enhanced, ecfg, progress=self.progress)
-                return {"last_run": r.get("last_run")}
-
-            self.stage(f"enhance:{split}-{side}", fp, work)
-        return enhanced
-
-    def _enhance_fp(self, split: str, side: str) -> str:
-        return self.fps[f"enhance:{split}-{side}"]
+    def _enhance_fp(self, split: str, side: str, mode: str) -> str:
+        return self.fps[enhance_stage(split, side, mode)]
 
     # ---- training ------------------------------------------------------------------------
-    def train(self, data: Path, enhanced: Path) -> dict[str, Path]:
+    def train(self, data: Path, enhanced: dict[str, Path]) -> dict[str, Path]:
         """Train one retriever per distinct training view; returns view → final encoder."""
         from augret.train import TrainConfig, train
         from augret.train.checkpoint import latest_checkpoint
 
         encoders: dict[str, Path] = {}
         split = self.cfg.splits.train
-        for key in self.cfg.trainings():
-            cond = next(c for c in self.cfg.conditions if c.training == key)
+        for key, names in self.cfg.trainings().items():
+            cond = self.cfg.condition(names[0])
+            mode = self.cfg.enhance_mode(cond)
             run_dir = self.out / "train" / key
             tcfg = load_config(TrainConfig, resolve_recipe(self.cfg, self.config_path),
-                               _train_overrides(self.cfg, cond, data, enhanced, run_dir))
+                               _train_overrides(self.cfg, cond, data, enhanced.get(mode),
+                                                run_dir))
             params = {k: v for k, v in config_to_dict(tcfg).items() if k not in _TRAIN_IGNORED}
             for k in ("dir", "enhanced_dir", "train_file", "train_pool"):
                 params["data"].pop(k, None)  # covered by the upstream fingerprints
             upstream = [self.fps["data"]]
-            upstream += [self._enhance_fp(split, s) for s, v in
+            upstream += [self._enhance_fp(split, s, mode) for s, v in
                          (("queries", cond.train_queries), ("candidates", cond.train_corpus))
                          if v == "enhanced"]
             fp = fingerprint(upstream, params)
@@ -157,23 +217,29 @@ class _Runner:
         return encoders
 
     # ---- conditions ----------------------------------------------------------------------
-    def conditions(self, data: Path, enhanced: Path, encoders: dict[str, Path]) -> dict[str, Path]:
+    def conditions(self, data: Path, enhanced: dict[str, Path], encoders: dict[str, Path]
+                   ) -> dict[str, Path]:
         """Embed, index, retrieve and evaluate each condition; returns name → run files."""
         from augret.pipeline.mbeir import RunConfig, run_mbeir
 
         runs: dict[str, Path] = {}
         split = self.cfg.splits.eval
         for c in self.cfg.conditions:
-            encoder = str(encoders[c.training]) if c.training else self.cfg.encoder
+            key = self.cfg.training_key(c)
+            encoder = None if c.retriever == "bm25" else (
+                str(encoders[key]) if key else self.cfg.encoder)
             rcfg = load_config(RunConfig, None, {**self.cfg.retrieval, "encoder": encoder,
+                                                 "retriever": c.retriever,
                                                  "pools": self.cfg.pools,
                                                  "tasks": self.cfg.tasks})
-            qdir = enhanced if c.queries == "enhanced" else data
-            cdir = enhanced if c.corpus == "enhanced" else data
-            upstream = [self.fps["data"], self.fps.get(f"train:{c.training}", encoder)]
-            upstream += [self._enhance_fp(split, s) for s, v in
+            mode = self.cfg.enhance_mode(c)
+            qdir = enhanced[mode] if c.queries == "enhanced" else data
+            cdir = enhanced[mode] if c.corpus == "enhanced" else data
+            upstream = [self.fps["data"], self.fps.get(f"train:{key}", encoder)]
+            upstream += [self._enhance_fp(split, s, mode) for s, v in
                          (("queries", c.queries), ("candidates", c.corpus)) if v == "enhanced"]
-            rparams = {k: v for k, v in config_to_dict(rcfg).items() if k != "encoder"}
+            unused = ("encoder", *_ONLY[c.retriever])
+            rparams = {k: v for k, v in config_to_dict(rcfg).items() if k not in unused}
             fp = fingerprint(upstream, rparams)
             name = f"condition:{c.name}"
             out = self.out / "conditions" / c.name
@@ -191,31 +257,56 @@ class _Runner:
         return runs
 
     # ---- report --------------------------------------------------------------------------
-    def report(self, data: Path, enhanced: Path, runs: dict[str, Path]) -> None:
+    def report(self, data: Path, enhanced: dict[str, Path], runs: dict[str, Path]) -> None:
         """The report over every condition and the baseline-vs-fully-enhanced viewer."""
         cfg = self.cfg
+        described = {c.name: {"description": c.description, "system": _system(cfg, c)}
+                     for c in cfg.conditions}
         fp = fingerprint([self.fps[f"condition:{c.name}"] for c in cfg.conditions],
-                         cfg.baseline, cfg.name, cfg.pools)
+                         cfg.baseline, cfg.name, cfg.pools, described)
 
         def work() -> dict[str, Any]:
             from augret.experiment.report import write_report
 
             specs = {c.name: {"run_dir": str(runs[c.name]), "data_dir": str(data),
-                              "description": c.description} for c in cfg.conditions}
+                              **described[c.name]} for c in cfg.conditions}
             r = write_report(self.out, specs, cfg.baseline, title=cfg.name)
             info: dict[str, Any] = {"plots": [str(p.relative_to(self.out)) for p in r.plots]}
             if cfg.baseline in runs and "fully_enhanced" in runs:
                 from augret.experiment.viewer import write_viewer
 
+                edir = enhanced.get(cfg.enhance_mode(cfg.condition("fully_enhanced")))
                 v = write_viewer(self.out / "viewer.html", data, runs[cfg.baseline],
                                  runs["fully_enhanced"],
-                                 enhanced_dir=enhanced if enhanced.is_dir() else None,
+                                 enhanced_dir=edir if edir is not None and edir.is_dir()
+                                 else None,
                                  label_a=cfg.baseline, label_b="fully_enhanced",
                                  pool=cfg.pools[0])
                 info["viewer"] = str(v.path.relative_to(self.out))
             return info
 
         self.stage("report", fp, work)
+
+
+def _sum_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several ``enhance`` runs' ``last_run`` added up."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, Any] = {}
+    for r in runs:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not k.endswith("_per_s"):
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+def _system(cfg: ExperimentConfig, c: Condition) -> str:
+    """One line for the report: retriever, encoder and the views searched."""
+    enc = cfg.encoder_key(c)
+    head = c.retriever if enc is None else (
+        f"{c.retriever}, {'pretrained' if enc == 'pretrained' else 'trained ' + enc}")
+    return (f"{head}; queries {cfg.view_name(c, c.queries)}, "
+            f"corpus {cfg.view_name(c, c.corpus)}")
 
 
 def _side_file(root: Path, default: Path | None, value: str | None) -> str | None:
@@ -226,13 +317,15 @@ def _side_file(root: Path, default: Path | None, value: str | None) -> str | Non
     return str(root / default) if default is not None else None
 
 
-def _train_overrides(cfg: ExperimentConfig, cond: Condition, data: Path, enhanced: Path,
-                     run_dir: Path) -> dict[str, Any]:
-    """Recipe overrides: the config's, then the encoder, output and data views of ``cond``."""
+def _train_overrides(cfg: ExperimentConfig, cond: Condition, data: Path,
+                     enhanced: Path | None, run_dir: Path) -> dict[str, Any]:
+    """Recipe overrides: the config's, then the encoder, output and data views of ``cond``
+    (``enhanced``: the enhanced directory of its mode)."""
     out: dict[str, Any] = {"encoder": cfg.encoder, **cfg.training.overrides,
                            "output_dir": str(run_dir), "data.dir": str(data)}
     if cond.train_queries == "raw" and cond.train_corpus == "raw":
         return {**out, "data.view": "raw"}
+    assert enhanced is not None  # enhanced_views() lists the view, enhance() made it
     raw = MBEIRDir(data)
     qfile = raw.train_file().relative_to(data) if raw.train_file() else None
     pfile = raw.train_pool_file().relative_to(data) if raw.train_pool_file() else None
