@@ -58,9 +58,13 @@ def _assert_same_output(a: Path, b: Path, ra: dict | None = None, rb: dict | Non
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance (3 CPUs: 2 workers and the read tasks) for the module."""
-    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
+def local_ray(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray instance (3 CPUs: 2 workers and the read tasks) for the module; its
+    workers use the tests' cache, not the user's."""
+    cache = str(tmp_path_factory.getbasetemp() / "augret-cache")
+    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": {"AUGRET_CACHE_DIR": cache, "HF_HUB_OFFLINE": "1",
+                                       "OMP_NUM_THREADS": "1"}})
     yield ray
     ray.shutdown()
 

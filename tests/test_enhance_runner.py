@@ -240,3 +240,9 @@ def test_duplicates_across_chunks_are_generated_once(tmp_path: Path) -> None:
     counts = report["files"]["query/test/mbeir_cirr_task7_test.jsonl"]
     assert len(backend.calls) == 1  # 100 rows over 4 chunks of 32
     assert (counts["generated"], counts["cached"]) == (1, 99)
+
+
+def test_files_takes_a_list_of_globs(edge_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, files=["*cirr_task7_test.jsonl", "nothing*"])
+    report = enhance(edge_dir, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
+    assert list(report["files"]) == ["query/test/mbeir_cirr_task7_test.jsonl"]

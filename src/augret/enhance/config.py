@@ -18,7 +18,8 @@ class EnhanceConfig:
     Attributes:
         split: Which split's files to enhance (``test``, ``val``, ``train``).
         side: ``queries``, ``candidates`` or ``both``.
-        files: Optional glob on the files' paths relative to the data dir (or their names).
+        files: Optional glob (or list of globs) on the files' paths relative to the data dir
+            (or their names): only matching files are enhanced.
         backend: ``transformers``, ``openai`` or ``vllm``.
         model: Hub id, local path, or a ``tiny`` preset (random weights, meaningless text).
         revision: Model revision (part of the store key).
@@ -52,7 +53,7 @@ class EnhanceConfig:
 
     split: str = "test"
     side: Literal["queries", "candidates", "both"] = "both"
-    files: str | None = None
+    files: str | list[str] | None = None
     backend: Literal["transformers", "openai", "vllm"] = "transformers"
     model: str = DEFAULT_MODEL
     revision: str | None = None

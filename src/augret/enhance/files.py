@@ -29,17 +29,22 @@ def _candidate_files(d: MBEIRDir, split: str) -> list[Path]:
     return files
 
 
-def select_files(d: MBEIRDir, split: str, side: str, pattern: str | None) -> list[tuple[Path, str]]:
-    """``(file, side)`` pairs to enhance, sorted; ``side`` is ``queries`` or ``candidates``."""
+def select_files(d: MBEIRDir, split: str, side: str,
+                 pattern: str | list[str] | None) -> list[tuple[Path, str]]:
+    """``(file, side)`` pairs to enhance, sorted; ``side`` is ``queries`` or ``candidates``.
+
+    ``pattern``: a glob or a list of globs on the path relative to ``d`` or the file name.
+    """
     picked: list[tuple[Path, str]] = []
     if side in ("queries", "both"):
         picked += [(p, "queries") for p in _query_files(d, split)]
     if side in ("candidates", "both"):
         picked += [(p, "candidates") for p in _candidate_files(d, split)]
     if pattern:
+        globs = [pattern] if isinstance(pattern, str) else pattern
         picked = [(p, s) for p, s in picked
-                  if fnmatch.fnmatch(str(p.relative_to(d.root)), pattern)
-                  or fnmatch.fnmatch(p.name, pattern)]
+                  if any(fnmatch.fnmatch(str(p.relative_to(d.root)), g)
+                         or fnmatch.fnmatch(p.name, g) for g in globs)]
     return sorted(picked)
 
 

@@ -150,8 +150,8 @@ class _Runner:
 
     def _enhance(self, data: Path, out: Path, ecfg: Any, only: list[str] | None
                  ) -> dict[str, Any]:
-        """One enhancement stage: a single ``enhance`` run, or one per file when the stage
-        reads a subset of what ``enhance`` would select (``only``, relative paths)."""
+        """One enhancement stage: one ``enhance`` run, restricted to ``only`` (relative
+        paths) when the stage reads a subset of what ``enhance`` would select."""
         from augret.enhance import enhance
         from augret.enhance.item import make_backend
 
@@ -163,11 +163,11 @@ class _Runner:
         local = ecfg.engine == "local"
         if local and self._backend is None:
             self._backend = make_backend(self.cfg.enhance)
-        cfgs = [ecfg] if only is None else [dataclasses.replace(ecfg, files=glob.escape(r))
-                                            for r in only]
-        runs = [enhance(data, out, c, backend=self._backend if local else None,
-                        progress=self.progress).get("last_run") or {} for c in cfgs]
-        return {"files": only, "last_run": _sum_runs(runs)}
+        if only is not None:
+            ecfg = dataclasses.replace(ecfg, files=[glob.escape(r) for r in only])
+        report = enhance(data, out, ecfg, backend=self._backend if local else None,
+                         progress=self.progress)
+        return {"files": only, "last_run": report.get("last_run") or {}}
 
     def _enhance_fp(self, split: str, side: str, mode: str) -> str:
         return self.fps[enhance_stage(split, side, mode)]
@@ -286,18 +286,6 @@ class _Runner:
             return info
 
         self.stage("report", fp, work)
-
-
-def _sum_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The counts of several ``enhance`` runs' ``last_run`` added up."""
-    if len(runs) == 1:
-        return runs[0]
-    out: dict[str, Any] = {}
-    for r in runs:
-        for k, v in r.items():
-            if isinstance(v, (int, float)) and not k.endswith("_per_s"):
-                out[k] = out.get(k, 0) + v
-    return out
 
 
 def _system(cfg: ExperimentConfig, c: Condition) -> str:
