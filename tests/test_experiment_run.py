@@ -305,3 +305,24 @@ def test_extras_rerun_only_the_stages_they_change(tmp_path: Path) -> None:
     assert train_cfg["data"]["train_file"] == str(
         out.resolve() / "enhanced-append/query/union_train/mbeir_union_up_train.jsonl")
     assert train_cfg["data"]["train_pool"].startswith(str(out.resolve() / "data"))
+
+
+def test_training_under_torchrun_with_two_ranks(tmp_path: Path) -> None:
+    """``training.nproc: 2`` trains through ``torchrun`` (gloo on CPU); the rank count is part
+    of the training's fingerprint, so changing it retrains."""
+    config = _small_config(tmp_path)
+    raw = yaml.safe_load(config.read_text("utf-8"))
+    raw["conditions"] = raw["conditions"][:1]  # baseline: one training run
+    raw["training"]["nproc"] = 2
+    config.write_text(yaml.safe_dump(raw), "utf-8")
+    out = tmp_path / "ddp"
+    ran = run_experiment(load_config(ExperimentConfig, config), out, config_path=config)
+    assert ran["train:q-raw_c-raw"] == "ran"
+    stage = _stages(out)["train:q-raw_c-raw"]
+    assert stage["world_size"] == 2 and stage["step"] == 4
+    assert list((out / "train" / "q-raw_c-raw").glob("torchrun-node0.log"))
+    assert (out / "report.md").is_file()
+    raw["training"]["nproc"] = 1
+    config.write_text(yaml.safe_dump(raw), "utf-8")
+    again = run_experiment(load_config(ExperimentConfig, config), out, config_path=config)
+    assert again["train:q-raw_c-raw"] == "ran" and again["data"] == "skipped"

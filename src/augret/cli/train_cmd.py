@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -55,7 +56,7 @@ _KEYS = {"data_dir": "data.dir", "enhanced_dir": "data.enhanced_dir", "view": "d
               help="An `augret enhance` output directory (views enhanced and mix).")
 @click.option("--view", "view", type=click.Choice(["raw", "enhanced", "mix"]),
               default=None, help="Which texts to train on.")
-@click.option("--output-dir", "output_dir", default=None,
+@click.option("--out", "--output-dir", "output_dir", default=None,
               help="Checkpoints, metrics.jsonl and the resolved config.")
 @click.option("--encoder", "encoder", default=None, help="Starting encoder (name or path).")
 @click.option("--max-steps", "max_steps", type=int, default=None,
@@ -74,14 +75,18 @@ def train(config_file: Path, sets: tuple[str, ...], no_progress: bool, as_json: 
           **flags: object) -> None:
     """Train CLIP_SF as CONFIG.yaml says; flags override the file, unknown keys are errors.
 
-    Multi-GPU / multi-process: `torchrun --nproc_per_node N -m augret train CONFIG.yaml`.
+    Multi-GPU / multi-process: `torchrun --nproc_per_node N -m augret train CONFIG.yaml`
+    (multi-node, restarts: docs/scaling.md).
     """
     from augret.config import load_config
     from augret.train import TrainConfig
     from augret.train import train as run
 
+    if os.environ.get("RANK", "0") != "0" and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("augret").setLevel(logging.WARNING)  # info comes from rank 0 alone
     given = _parse_sets(sets)
-    overrides = {**given, **{_KEYS.get(k, k): v for k, v in flags.items()}}
+    # a flag that was not given must not hide the same key's --set
+    overrides = {**given, **{_KEYS.get(k, k): v for k, v in flags.items() if v is not None}}
     if no_progress:
         overrides["progress"] = False
     cfg = load_config(TrainConfig, config_file, overrides)

@@ -207,11 +207,20 @@ class TrainingSettings:
         overrides: Dotted-key overrides of the recipe, e.g. ``{"epochs": 10}``.
         train_queries: Planning only: training queries per epoch when the training file is
             not (yet) in the data directory (M-BEIR's up-sampled union train file).
+        nproc: Training processes (DDP ranks) on this machine. ``None``: the experiment's
+            ``gpus`` when CUDA is available, else 1. One trains in this process; more run
+            ``torchrun --nproc_per_node N -m augret train`` (NCCL on GPUs, gloo on CPU). The
+            recipe's ``batch_size`` is per rank, so N is part of the training's fingerprint.
     """
 
     recipe: str = "configs/train-clip_sf-large.yaml"
     overrides: dict[str, Any] = field(default_factory=dict)
     train_queries: int | None = None
+    nproc: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.nproc is not None and self.nproc < 1:
+            raise ValueError("training.nproc must be at least 1")
 
 
 @dataclass

@@ -173,6 +173,17 @@ class _Runner:
         return self.fps[enhance_stage(split, side, mode)]
 
     # ---- training ------------------------------------------------------------------------
+    def nproc(self) -> int:
+        """Training ranks: ``training.nproc``, else ``gpus`` when CUDA is there, else 1."""
+        if self.cfg.training.nproc is not None:
+            return self.cfg.training.nproc
+        try:
+            import torch
+
+            return self.cfg.gpus if torch.cuda.is_available() else 1
+        except ImportError:
+            return 1
+
     def train(self, data: Path, enhanced: dict[str, Path]) -> dict[str, Path]:
         """Train one retriever per distinct training view; returns view → final encoder."""
         from augret.train import TrainConfig, train
@@ -180,13 +191,13 @@ class _Runner:
 
         encoders: dict[str, Path] = {}
         split = self.cfg.splits.train
+        nproc = self.nproc()
         for key, names in self.cfg.trainings().items():
             cond = self.cfg.condition(names[0])
             mode = self.cfg.enhance_mode(cond)
             run_dir = self.out / "train" / key
-            tcfg = load_config(TrainConfig, resolve_recipe(self.cfg, self.config_path),
-                               _train_overrides(self.cfg, cond, data, enhanced.get(mode),
-                                                run_dir))
+            overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
+            tcfg = load_config(TrainConfig, resolve_recipe(self.cfg, self.config_path), overrides)
             params = {k: v for k, v in config_to_dict(tcfg).items() if k not in _TRAIN_IGNORED}
             for k in ("dir", "enhanced_dir", "train_file", "train_pool"):
                 params["data"].pop(k, None)  # covered by the upstream fingerprints
@@ -194,12 +205,14 @@ class _Runner:
             upstream += [self._enhance_fp(split, s, mode) for s, v in
                          (("queries", cond.train_queries), ("candidates", cond.train_corpus))
                          if v == "enhanced"]
+            if nproc > 1:
+                params["world_size"] = nproc  # the recipe's batch size is per rank
             fp = fingerprint(upstream, params)
             name = f"train:{key}"
             prev = self.state.entry(name)
 
             def work(tcfg: Any = tcfg, run_dir: Path = run_dir, prev: Any = prev,
-                     fp: str = fp) -> dict[str, Any]:
+                     fp: str = fp, overrides: dict[str, Any] = overrides) -> dict[str, Any]:
                 same = prev is not None and prev.get("fingerprint") == fp
                 if not same and run_dir.exists():
                     log.info("%s: inputs changed; starting over", run_dir)
@@ -207,10 +220,17 @@ class _Runner:
                 ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
                 if ckpt is not None:
                     log.info("%s: resuming from %s", run_dir, ckpt.name)
-                summary = train(dataclasses.replace(tcfg, resume=ckpt is not None,
-                                                    progress=self.progress))
+                if nproc > 1:
+                    from augret.train.launch import run_torchrun
+
+                    summary = run_torchrun(
+                        resolve_recipe(self.cfg, self.config_path), run_dir, nproc=nproc,
+                        overrides=overrides, resume=ckpt is not None)
+                else:
+                    summary = train(dataclasses.replace(tcfg, resume=ckpt is not None,
+                                                        progress=self.progress))
                 return {"resumed_from": ckpt.name if ckpt else None,
-                        "step": summary.get("step")}
+                        "step": summary.get("step"), "world_size": nproc}
 
             self.stage(name, fp, work)
             encoders[key] = run_dir / "final"

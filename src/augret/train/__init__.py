@@ -11,6 +11,13 @@ Example::
 
     cfg = load_config(TrainConfig, "configs/train-tiny.yaml", {"data.dir": "runs/sample"})
     summary = train(cfg)
+
+On N processes or GPUs (``torchrun`` in a subprocess; see ``docs/scaling.md``)::
+
+    from augret.train import run_torchrun
+
+    summary = run_torchrun("configs/train-tiny.yaml", "runs/tiny", nproc=2,
+                           overrides={"data.dir": "runs/sample", "device": "cpu"})
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 from augret.train.config import DataConfig, OptimConfig, TrainConfig, ValConfig
+from augret.train.launch import TrainingFailed, run_torchrun, torchrun_command, torchrun_env
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "ValConfig", "train"]
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "TrainingFailed", "ValConfig",
+           "run_torchrun", "torchrun_command", "torchrun_env", "train"]
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ import numpy as np
 
 from augret._lazy import require
 from augret.config import config_to_dict, write_resolved
+from augret.data.jsonl import atomic_writer
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.train.checkpoint import (
     latest_checkpoint,
@@ -38,6 +40,7 @@ __all__ = ["build_optimizer", "train"]
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"  # what train() returned; written by rank 0 at the end
 # Keys that may differ between a run and its resumption.
 RUNTIME_KEYS = ("max_steps", "resume", "progress", "log_every", "save_every", "keep_last",
                 "device", "output_dir", "val")
@@ -135,7 +138,8 @@ def _record_skips(out: Path, ctx: DistContext, step: int, info: BatchInfo) -> No
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train CLIP_SF as configured; returns a summary (final step, loss, paths).
 
-    Run under ``torchrun --nproc_per_node N`` for N ranks; the same call works alone.
+    Run under ``torchrun --nproc_per_node N`` for N ranks; the same call works alone. A worker
+    group that ``torchrun --max_restarts`` restarted continues from the latest checkpoint.
 
     Raises:
         ConfigError: Bad or inconsistent config (e.g. ``resume`` with changed settings).
@@ -151,16 +155,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         teardown(ctx)
 
 
+def _elastic_restart() -> int:
+    """How many times ``torchrun --max_restarts`` has restarted this worker group."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) -> dict[str, Any]:
     out = Path(cfg.output_dir)
-    ckpt = latest_checkpoint(out) if cfg.resume else None
+    restart = _elastic_restart()
+    # an elastic restart re-runs the original command line: continue from the latest
+    # checkpoint, as --resume would, instead of starting over
+    ckpt = latest_checkpoint(out) if cfg.resume or restart else None
     if cfg.resume and ckpt is None:
         raise DataNotFoundError(f"{out}: --resume, but no checkpoint to resume from")
     if ckpt is not None:
         _check_resume_config(out, cfg)
+        if not cfg.resume:
+            log.info("torchrun restart %d: continuing from %s", restart, ckpt)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_resolved(cfg, out)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
     ctx.barrier()
 
     # model: the starting encoder (pretrained or checkpoint); same init on every rank
@@ -169,11 +187,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
     model.to(ctx.device).train()
     _seed_all(cfg.seed + ctx.rank)  # UniIR: seed + rank
 
-    if not ctx.is_main:  # rank 0 builds the pool's offset cache, the others then read it
-        ctx.barrier()
-    data = TrainData(cfg.data, processor, cfg.seed)
-    if ctx.is_main:
-        ctx.barrier()
+    # the pool's offset cache: rank 0 builds it, then the first rank of each other node (a
+    # node-local cache is built there, a shared one read), then the rest read it
+    turn = 0 if ctx.is_main else (1 if ctx.local_rank == 0 else 2)
+    for phase in range(3):
+        if phase == turn:
+            data = TrainData(cfg.data, processor, cfg.seed)
+        if phase < 2:
+            ctx.barrier()
     order = EpochBatches(len(data), cfg.batch_size, rank=ctx.rank, world=ctx.world,
                          seed=cfg.seed)
     micro_per_epoch = (order.batches_per_epoch // cfg.grad_accum) * cfg.grad_accum
@@ -292,10 +313,15 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
 
         final = save_encoder_dir(out / "final", model, spec, name=cfg.encoder,
                                  processor=processor, info={"step": step})
+    summary = {"step": step, "epoch": epoch, "loss": last.get("loss"), "output_dir": str(out),
+               "final": str(final) if final else str(out / "final"),
+               "steps_per_epoch": steps_per_epoch, "total_steps": total,
+               "world": ctx.world}
+    if ctx.is_main:
+        with atomic_writer(out / SUMMARY_FILE) as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
     ctx.barrier()
-    return {"step": step, "epoch": epoch, "loss": last.get("loss"), "output_dir": str(out),
-            "final": str(final) if final else str(out / "final"),
-            "steps_per_epoch": steps_per_epoch, "total_steps": total}
+    return summary
 
 
 def _global_mean(x: Any, ctx: DistContext) -> float:
