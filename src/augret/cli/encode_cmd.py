@@ -33,8 +33,13 @@ def _pools(value: str | None) -> list[str] | None:
               help="Query instruction: prompt_1 (default), seeded random, or none.")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--shard-size", type=int, default=None, help="Rows per shard [default: 50000].")
-@click.option("--workers", type=int, default=None, help="Image-decoding workers [default: 4].")
-@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:1...")
+@click.option("--workers", type=int, default=None,
+              help="--engine local: image-decoding data loader workers; --engine ray: Ray "
+                   "actors, each holding one encoder (and decoding its images in "
+                   "cpus-per-worker - 1 processes).  [default: 4]")
+@click.option("--device", default=None,
+              help="auto (default), cpu, cuda, cuda:1... (--engine ray: auto is cuda when "
+                   "--gpus-per-worker > 0, else cpu).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
               help="auto: fp16 autocast on CUDA (UniIR), fp32 on CPU.")
 @click.option("--backbone", default=None,
@@ -45,6 +50,16 @@ def _pools(value: str | None) -> list[str] | None:
               help="skip (recorded in skipped.jsonl; default), error, or drop the image.")
 @click.option("--overwrite", is_flag=True, default=None,
               help="Replace an output directory made with another config.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="local: this process (default); ray: a Ray Data pool of --workers "
+                   "encoder actors, output byte-identical to local.")
+@click.option("--address", default=None,
+              help="--engine ray: Ray cluster address (auto, ray://HOST:10001); default: "
+                   "$RAY_ADDRESS or a local Ray instance.")
+@click.option("--gpus-per-worker", type=float, default=None,
+              help="--engine ray: GPUs each actor reserves [default: 0, CPU actors].")
+@click.option("--cpus-per-worker", type=float, default=None,
+              help="--engine ray: CPUs each actor reserves (its torch threads) [default: 1].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print meta.json.")
 def embed(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: bool,
@@ -52,7 +67,10 @@ def embed(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: 
     """Embed the query files and candidate pools of DATA_DIR (raw or enhanced) into --out.
 
     Writes fp16 shards with aligned id files and meta.json (docs/formats.md); re-running
-    the same command resumes at the first incomplete shard.
+    the same command resumes at the first incomplete shard. With --engine ray a pool of Ray
+    actors embeds whole shards and this process writes them in order: the same files, and
+    either engine resumes the other's directory. Workers read the data by the same paths
+    (a shared file system on a cluster).
     """
     from augret.config import load_config
     from augret.encode import EmbedConfig, embed_dir
@@ -75,5 +93,12 @@ def embed(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: 
                       str(e["skipped"]))
     console = Console()
     console.print(table)
+    run = meta.get("run") or {}
+    stages = run.get("stages") or {}
+    if stages:
+        where = (f"ray, {run['workers']} worker(s), {run['gpus']:g} GPU"
+                 if run.get("engine") == "ray" else f"local, {run.get('gpus', 0):g} GPU")
+        rates = ", ".join(f"{name} {s['rows_per_s']:.1f} rows/s" for name, s in stages.items())
+        console.print(f"{where}: {rates}", soft_wrap=True)
     if meta.get("union"):
         console.print(f"union = {' + '.join(meta['union'])}", soft_wrap=True)

@@ -11,6 +11,11 @@ the ids and listed in the entry's ``skipped.jsonl`` (``entry.json`` counts it); 
 stops at the first such row; ``"drop"`` embeds the row without its image (mask 0) when it has
 text, and records that. If the first 50 rows with an image all fail, the run stops: the image
 root is wrong, not a few files.
+
+Two engines run the same shard code (:class:`_ShardEmbedder`) and write the same bytes:
+``local`` (this process holds the encoder) and ``ray`` (:mod:`augret.encode.ray_engine`: a
+pool of Ray actors, each holding one encoder, embed whole shards; this process writes them in
+order). A directory started by one engine can be resumed by the other.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +42,13 @@ from augret.encode.inputs import (
     query_item,
     query_prompt,
 )
-from augret.encode.store import EntryWriter, entry_is_current, remove_tree, source_fingerprint
+from augret.encode.store import (
+    EntryWriter,
+    entry_is_current,
+    remove_tree,
+    source_fingerprint,
+    tidy_entry,
+)
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
 __all__ = ["META_FILE", "EmbedConfig", "embed_dir"]
@@ -65,13 +77,21 @@ class EmbedConfig:
         instruction_seed: Seed of ``random`` instructions.
         batch_size: Items per forward pass.
         shard_size: Source rows per shard file.
-        workers: Image-decoding data loader workers (0: in the main process; shards of at
-            most 4 batches are always decoded in the main process).
+        workers: ``local`` engine: image-decoding data loader workers (0: in the main
+            process; shards of at most 4 batches are always decoded in the main process).
+            ``ray`` engine: Ray actors, each holding one encoder (each decodes its images
+            in ``cpus_per_worker - 1`` loader processes).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
         context_length: Text context length (default: the model's, 77 for CLIP).
         on_missing_image: ``skip`` (recorded), ``error`` or ``drop`` (embed without the image).
         overwrite: Replace an output directory made with another config.
+        engine: ``local`` (this process) or ``ray`` (a Ray Data actor pool). Neither the
+            engine nor the Ray knobs below change the config hash.
+        address: ``ray``: cluster address (``auto``, ``ray://host:10001``); ``None`` joins
+            ``$RAY_ADDRESS`` or starts a local Ray instance.
+        gpus_per_worker: ``ray``: GPUs each actor reserves (0: CPU actors).
+        cpus_per_worker: ``ray``: CPUs each actor reserves (its torch threads).
     """
 
     encoder: str = "clip_sf-vit-l-14"
@@ -90,6 +110,10 @@ class EmbedConfig:
     context_length: int | None = None
     on_missing_image: Literal["skip", "error", "drop"] = "skip"
     overwrite: bool = False
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
 
     def __post_init__(self) -> None:
         bad = [p for p in self.pools if p not in ("local", "union")]
@@ -99,6 +123,12 @@ class EmbedConfig:
             raise ValueError(f"instruction must be one of {INSTRUCTION_MODES}")
         if self.batch_size < 1 or self.shard_size < 1 or self.workers < 0:
             raise ValueError("batch_size and shard_size must be >= 1, workers >= 0")
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray' (got {self.engine!r})")
+        if self.engine == "ray" and self.workers < 1:
+            raise ValueError("with engine 'ray', workers (Ray actors) must be >= 1")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
+            raise ValueError("gpus_per_worker must be >= 0 and cpus_per_worker > 0")
 
 
 # ---- what to embed ---------------------------------------------------------------------------
@@ -153,12 +183,28 @@ def _plan(data: MBEIRDir, cfg: EmbedConfig) -> tuple[list[_Job], list[str] | Non
 
 
 # ---- reading rows ------------------------------------------------------------------------------
-def _iter_rows(path: Path, kind: str, start: int) -> Iterator[tuple[int, int, Any]]:
-    """``(row, line, record)`` from row ``start`` on; rows before it are counted, not parsed."""
+@dataclass(frozen=True)
+class _ShardStart:
+    """Where shard ``shard`` starts in its source file: row index, byte offset, lines before."""
+
+    shard: int
+    row: int
+    offset: int
+    line: int
+
+
+def _iter_rows(path: Path, kind: str, start: int, at: _ShardStart | None = None
+               ) -> Iterator[tuple[int, int, Any]]:
+    """``(row, line, record)`` from row ``start`` on; rows before it are counted, not parsed.
+
+    ``at`` starts reading at a known row's byte offset instead of the top of the file.
+    """
     parse = Query.from_dict if kind == "queries" else Candidate.from_dict
-    row = 0
+    row = at.row if at else 0
     with path.open("rb") as f:
-        for line_no, raw in enumerate(f, start=1):
+        if at:
+            f.seek(at.offset)
+        for line_no, raw in enumerate(f, start=(at.line if at else 0) + 1):
             if not raw.strip():
                 continue
             if row >= start:
@@ -172,6 +218,20 @@ def _iter_rows(path: Path, kind: str, start: int) -> Iterator[tuple[int, int, An
                                           field=exc.field) from None
                 yield row, line_no, rec
             row += 1
+
+
+def _shard_starts(path: Path, shard_size: int, first: int) -> tuple[list[_ShardStart], int]:
+    """The starts of shards ``first`` on, and the file's row count (one scan, no parsing)."""
+    starts: list[_ShardStart] = []
+    row = offset = 0
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f):
+            if raw.strip():
+                if row % shard_size == 0 and row // shard_size >= first:
+                    starts.append(_ShardStart(row // shard_size, row, offset, line_no))
+                row += 1
+            offset += len(raw)
+    return starts, row
 
 
 class _Rows:
@@ -194,82 +254,99 @@ def _identity(rows: list[Any]) -> list[Any]:
     return rows
 
 
-# ---- the run -----------------------------------------------------------------------------------
-class _Embedder:
-    def __init__(self, data: MBEIRDir, out: Path, cfg: EmbedConfig, encoder: Any,
-                 chash: str, progress: Any) -> None:
-        self.data, self.out, self.cfg, self.encoder = data, out, cfg, encoder
-        self.chash = chash
-        self.progress = progress
-        self.table = None
-        if cfg.queries and cfg.instruction != "none":
-            if data.instructions_file() is None:
-                raise DataNotFoundError(f"{data.root}: no instructions/query_instructions.tsv; "
-                                        "add it or embed with --instruction none")
-            self.table = data.instructions()
+# ---- one shard: the code path of both engines ------------------------------------------------
+@dataclass
+class _ImageGuard:
+    """The "first 50 images all failed" check of one entry (counted from where a run starts).
 
-    def run(self, job: _Job) -> dict[str, Any]:
-        cfg = self.cfg
-        fp = {**source_fingerprint(job.path), "config_hash": self.chash,
-              "shard_size": cfg.shard_size}
-        root = self.out / job.entry
-        if entry_is_current(root, fp):
-            log.info("%s: up to date", job.entry)
-            return json.loads((root / "entry.json").read_text("utf-8"))
-        writer = EntryWriter(root, fp, shard_size=cfg.shard_size, dim=self.encoder.dim)
-        if writer.done:
-            log.info("%s: resuming after %d complete shard(s)", job.entry, writer.done)
-        self.stats = {"uninstructed": 0, "image_rows": 0, "image_failures": 0}
-        rows = _iter_rows(job.path, job.kind, writer.done * cfg.shard_size)
-        shard = writer.done
-        task_id = self.progress.add_task(job.entry, total=None) if self.progress else None
-        while True:
-            chunk = [r for _, r in zip(range(cfg.shard_size), rows, strict=False)]
-            if not chunk:
-                break
-            vectors, ids, stats = self._shard(job, chunk)
-            writer.write_shard(shard, vectors, ids, stats)
-            shard += 1
-            if self.progress:
-                self.progress.update(task_id, advance=len(chunk))
-        info = {"entry": job.entry, "kind": job.kind, "source": str(job.path),
-                "source_size": fp["size"], "source_mtime_ns": fp["mtime_ns"]}
-        if job.kind == "queries":
-            info["uninstructed"] = self.stats["uninstructed"]
-        if job.task is not None:
-            info["task"] = job.task.name
-        if self.stats["uninstructed"] and cfg.instruction != "none" and job.kind == "queries":
-            log.warning("%s: %d queries had no instruction row for their key", job.entry,
-                        self.stats["uninstructed"])
-        entry = writer.finish(info)
-        if entry["truncated"]:
-            log.warning("%s: %d text(s) longer than %d tokens were truncated", job.entry,
-                        entry["truncated"], self.encoder.context_length)
-        if entry["skipped"]:
-            log.warning("%s: skipped %d row(s); see %s", job.entry, entry["skipped"],
-                        root / "skipped.jsonl")
-        return entry
+    A Ray worker sees one shard, not the entry: it embeds with ``strict=False`` and the
+    driver :meth:`merge`\\ s the shard's guard into the entry's in shard order, so the check
+    fires at the same row, with the same message, as in a single process.
+    """
 
-    def _item(self, job: _Job, rec: Any) -> Any:
+    image_root: str
+    strict: bool = True
+    rows: int = 0
+    failures: int = 0
+    leading: list[str] = field(default_factory=list)  # errors before the first good image
+
+    def see(self, error: str | None) -> None:
+        """Count one row with an image (``error``: why it failed, ``None``: it loaded)."""
+        self.rows += 1
+        if error is None:
+            return
+        self.failures += 1
+        if self.failures == self.rows:
+            if len(self.leading) < _GUARD_ROWS:
+                self.leading.append(error)
+            if self.strict and self.rows >= _GUARD_ROWS:
+                raise DataNotFoundError(
+                    f"the first {_GUARD_ROWS} images all failed (last: {error}); "
+                    f"check the image root ({self.image_root})")
+
+    def merge(self, shard: _ImageGuard) -> None:
+        """Count the next shard's rows as if they had been seen here (raises likewise)."""
+        for error in shard.leading:
+            self.see(error)
+        self.rows += shard.rows - len(shard.leading)
+        self.failures += shard.failures - len(shard.leading)
+
+
+def _instruction_table(data: MBEIRDir, cfg: EmbedConfig) -> Any:
+    if not (cfg.queries and cfg.instruction != "none"):
+        return None
+    if data.instructions_file() is None:
+        raise DataNotFoundError(f"{data.root}: no instructions/query_instructions.tsv; "
+                                "add it or embed with --instruction none")
+    return data.instructions()
+
+
+class _ShardEmbedder:
+    """Embeds the rows of one shard; both engines call :meth:`embed`.
+
+    Args:
+        data: The M-BEIR directory.
+        cfg: The run's config.
+        encoder: A loaded encoder.
+        table: The instruction table (``None`` without instructions).
+        loader_workers: Image-decoding data loader processes for large shards.
+    """
+
+    def __init__(self, data: MBEIRDir, cfg: EmbedConfig, encoder: Any, table: Any,
+                 loader_workers: int) -> None:
+        self.data, self.cfg, self.encoder, self.table = data, cfg, encoder, table
+        self.loader_workers = loader_workers
+
+    def _item(self, job: _Job, rec: Any) -> tuple[Any, bool]:
+        """The encoder input of a record, and whether a query found no instruction."""
         if job.kind == "pool":
-            return candidate_item(rec, self.data)
+            return candidate_item(rec, self.data), False
         cand_mod = positive_modality(rec, file_task=job.task.task if job.task else None)
         prompt = query_prompt(rec, self.table, self.cfg.instruction, cand_modality=cand_mod,
                               seed=self.cfg.instruction_seed)
-        if prompt is None and self.cfg.instruction != "none":
-            self.stats["uninstructed"] += 1
-        return query_item(rec, self.data, prompt)
+        return (query_item(rec, self.data, prompt),
+                prompt is None and self.cfg.instruction != "none")
 
-    def _shard(self, job: _Job, chunk: list[tuple[int, int, Any]]
-               ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    def embed(self, job: _Job, chunk: list[tuple[int, int, Any]], guard: _ImageGuard
+              ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+        """Vectors (fp16), ids and stats of one shard's ``(row, line, record)`` rows.
+
+        Raises:
+            DataNotFoundError: ``on_missing_image="error"`` and an image failed, or the guard.
+            DataFormatError: ``on_missing_image="error"`` and a row has nothing to embed.
+        """
         from augret._lazy import require
         from augret.encode.batch import collate
 
         torch = require("torch", "train")
         cfg = self.cfg
-        items = [self._item(job, rec) for _, _, rec in chunk]
+        items, uninstructed = [], 0
+        for _, _, rec in chunk:
+            item, missing = self._item(job, rec)
+            items.append(item)
+            uninstructed += missing
         # starting workers costs more than decoding a few batches in this process
-        workers = cfg.workers if len(items) > 4 * cfg.batch_size else 0
+        workers = self.loader_workers if len(items) > 4 * cfg.batch_size else 0
         loader = torch.utils.data.DataLoader(
             _Rows(items, self.encoder.processor), batch_size=cfg.batch_size,
             num_workers=workers, collate_fn=_identity,
@@ -283,7 +360,7 @@ class _Embedder:
             for p in prepared:
                 row, line, rec = chunk[p.key]
                 rid = rec.qid if job.kind == "queries" else rec.did
-                reason = self._check(p, items[p.key])
+                reason = self._check(p, items[p.key], guard)
                 if reason is None:
                     keep.append(p)
                     continue
@@ -309,29 +386,77 @@ class _Embedder:
                 ids.append(rec.qid if job.kind == "queries" else rec.did)
         dim = self.encoder.dim
         out = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
-        stats = {"rows": len(ids), "input_rows": len(chunk), "truncated": truncated,
-                 "images_dropped": dropped, "skipped": skipped}
+        stats: dict[str, Any] = {"rows": len(ids), "input_rows": len(chunk),
+                                 "truncated": truncated, "images_dropped": dropped,
+                                 "skipped": skipped}
+        if job.kind == "queries":
+            stats["uninstructed"] = uninstructed
         return out.astype(np.float16), ids, stats
 
-    def _check(self, p: Any, item: Any) -> str | None:
+    @staticmethod
+    def _check(p: Any, item: Any, guard: _ImageGuard) -> str | None:
         """Why a prepared row cannot be embedded as is (``None``: it can)."""
         if item.has_image:
-            self.stats["image_rows"] += 1
+            guard.see(p.error)
             if p.error is not None:
-                self.stats["image_failures"] += 1
-                if (self.stats["image_failures"] == self.stats["image_rows"]
-                        and self.stats["image_rows"] >= _GUARD_ROWS):
-                    raise DataNotFoundError(
-                        f"the first {_GUARD_ROWS} images all failed (last: {p.error}); "
-                        f"check the image root ({self.data.image_root})")
                 return p.error
         if not p.text and p.pixels is None:
             return "no text and no image"
         return None
 
 
-def _config_key(cfg: EmbedConfig, encoder: Any, data: MBEIRDir) -> dict[str, Any]:
-    """What decides the vectors (and so the config hash)."""
+# ---- entries -----------------------------------------------------------------------------------
+def _open_entry(out: Path, job: _Job, cfg: EmbedConfig, chash: str, dim: int
+                ) -> tuple[dict[str, Any], EntryWriter | None, dict[str, Any] | None]:
+    """``(fingerprint, writer, None)`` for an entry to (re)write, ``(fp, None, entry)`` for a
+    finished one."""
+    fp = {**source_fingerprint(job.path), "config_hash": chash, "shard_size": cfg.shard_size}
+    root = out / job.entry
+    if entry_is_current(root, fp):
+        log.info("%s: up to date", job.entry)
+        tidy_entry(root)
+        return fp, None, json.loads((root / "entry.json").read_text("utf-8"))
+    writer = EntryWriter(root, fp, shard_size=cfg.shard_size, dim=dim)
+    if writer.done:
+        log.info("%s: resuming after %d complete shard(s)", job.entry, writer.done)
+    return fp, writer, None
+
+
+def _finish_entry(job: _Job, writer: EntryWriter, fp: dict[str, Any], cfg: EmbedConfig,
+                  context_length: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"entry": job.entry, "kind": job.kind, "source": str(job.path),
+                            "source_size": fp["size"], "source_mtime_ns": fp["mtime_ns"]}
+    if job.kind == "queries":
+        info["uninstructed"] = 0  # summed over the shards by EntryWriter.finish
+    if job.task is not None:
+        info["task"] = job.task.name
+    entry = writer.finish(info)
+    if entry.get("uninstructed") and cfg.instruction != "none":
+        log.warning("%s: %d queries had no instruction row for their key", job.entry,
+                    entry["uninstructed"])
+    if entry["truncated"]:
+        log.warning("%s: %d text(s) longer than %d tokens were truncated", job.entry,
+                    entry["truncated"], context_length)
+    if entry["skipped"]:
+        log.warning("%s: skipped %d row(s); see %s", job.entry, entry["skipped"],
+                    writer.root / "skipped.jsonl")
+    return entry
+
+
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as ``meta.json`` lists it."""
+    return {k: entry[k] for k in ("kind", "task", "source", "rows", "shards", "truncated",
+                                  "skipped", "images_dropped", "uninstructed") if k in entry}
+
+
+def _describe(encoder: Any) -> dict[str, Any]:
+    """What ``meta.json`` and the config hash need to know of a loaded encoder."""
+    return {"backbone": encoder.spec.to_dict(), "dim": encoder.dim,
+            "precision": encoder.precision, "context_length": encoder.context_length}
+
+
+def _config_key(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[str, Any]:
+    """What decides the vectors (and so the config hash): not the engine, workers or device."""
     from augret.encode.checkpoint import MODEL_FILE
 
     enc_path = Path(cfg.encoder)
@@ -341,44 +466,22 @@ def _config_key(cfg: EmbedConfig, encoder: Any, data: MBEIRDir) -> dict[str, Any
             st = cand.stat()
             weights = {"file": str(cand.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             break
-    return {"encoder": cfg.encoder, "backbone": encoder.spec.to_dict(), "weights": weights,
+    return {"encoder": cfg.encoder, "backbone": enc["backbone"], "weights": weights,
             "split": cfg.split, "instruction": cfg.instruction,
-            "instruction_seed": cfg.instruction_seed, "precision": encoder.precision,
-            "context_length": encoder.context_length,
+            "instruction_seed": cfg.instruction_seed, "precision": enc["precision"],
+            "context_length": enc["context_length"],
             "on_missing_image": cfg.on_missing_image, "shard_size": cfg.shard_size,
             "data_dir": str(data.root.resolve()), "image_root": str(data.image_root.resolve())}
 
 
-def embed_dir(data_dir: str | Path, out_dir: str | Path, cfg: EmbedConfig | None = None, *,
-              encoder: Any = None, progress: bool = True) -> dict[str, Any]:
-    """Embed an M-BEIR directory (raw or enhanced) into an embedding directory.
-
-    Args:
-        data_dir: The M-BEIR directory.
-        out_dir: The embedding directory (created; resumed when it holds the same config).
-        cfg: The config (defaults: :class:`EmbedConfig`).
-        encoder: An already loaded encoder (else ``cfg.encoder`` is loaded).
-        progress: Show a progress bar.
+def _start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any],
+                union: list[str] | None, run: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Check (or replace) an existing output directory and write the run's ``meta.json``.
 
     Returns:
-        The ``meta.json`` contents.
-
-    Raises:
-        ConfigError: ``out_dir`` holds embeddings of another config (and not ``overwrite``).
-        DataNotFoundError: Missing tasks, instructions or images (see the module docstring).
+        The meta dict (entries of earlier runs kept) and the config hash.
     """
-    from augret.encode.registry import load_encoder
-
-    cfg = cfg or EmbedConfig()
-    data = MBEIRDir(data_dir)
-    out = Path(out_dir)
-    jobs, union = _plan(data, cfg)
-    if not jobs:
-        raise DataNotFoundError(f"{data.root}: nothing to embed for split {cfg.split!r}")
-    if encoder is None:
-        encoder = load_encoder(cfg.encoder, device=cfg.device, precision=cfg.precision,
-                               backbone=cfg.backbone, context_length=cfg.context_length)
-    key = _config_key(cfg, encoder, data)
+    key = _config_key(cfg, enc, data)
     chash = config_hash(key)
     meta_path = out / META_FILE
     meta: dict[str, Any] = {}
@@ -393,38 +496,104 @@ def embed_dir(data_dir: str | Path, out_dir: str | Path, cfg: EmbedConfig | None
                 remove_tree(out / sub)
             meta = {}
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(f".{META_FILE}.*.tmp"):  # a meta.json write cut short by a kill
+        tmp.unlink(missing_ok=True)
     write_resolved(cfg, out)
     meta = {"format": FORMAT, "version": 1,
             "encoder": {"name": cfg.encoder, "architecture": "clip_sf",
-                        "backbone": encoder.spec.to_dict(), "weights": key["weights"]},
-            "dim": encoder.dim, "dtype": "float16", "normalized": False,
+                        "backbone": enc["backbone"], "weights": key["weights"]},
+            "dim": enc["dim"], "dtype": "float16", "normalized": False,
             "data_dir": key["data_dir"], "image_root": key["image_root"], "split": cfg.split,
-            "instruction": cfg.instruction, "context_length": encoder.context_length,
-            "precision": encoder.precision, "config_hash": chash,
+            "instruction": cfg.instruction, "context_length": enc["context_length"],
+            "precision": enc["precision"], "config_hash": chash,
             "config": config_to_dict(cfg),
-            "entries": meta.get("entries", {}), "union": meta.get("union")}
+            "entries": meta.get("entries", {}), "union": meta.get("union"), "run": run}
     if union is not None:
         meta["union"] = union
-    _write_meta(meta_path, meta)
+    _write_meta(out, meta)
+    return meta, chash
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def embed_dir(data_dir: str | Path, out_dir: str | Path, cfg: EmbedConfig | None = None, *,
+              encoder: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Embed an M-BEIR directory (raw or enhanced) into an embedding directory.
+
+    Args:
+        data_dir: The M-BEIR directory.
+        out_dir: The embedding directory (created; resumed when it holds the same config,
+            whichever engine wrote it).
+        cfg: The config (defaults: :class:`EmbedConfig`); ``cfg.engine`` picks the engine.
+        encoder: An already loaded encoder (else ``cfg.encoder`` is loaded). With the
+            ``ray`` engine the workers load ``cfg.encoder`` themselves and this one, which
+            must be that encoder, only describes it (dim, precision) to the driver.
+        progress: Show a progress bar.
+
+    Returns:
+        The ``meta.json`` contents.
+
+    Raises:
+        ConfigError: ``out_dir`` holds embeddings of another config (and not ``overwrite``).
+        DataNotFoundError: Missing tasks, instructions or images (see the module docstring).
+    """
+    cfg = cfg or EmbedConfig()
+    data = MBEIRDir(data_dir)
+    out = Path(out_dir)
+    jobs, union = _plan(data, cfg)
+    if not jobs:
+        raise DataNotFoundError(f"{data.root}: nothing to embed for split {cfg.split!r}")
+    table = _instruction_table(data, cfg)
+    if cfg.engine == "ray":
+        from augret.encode.ray_engine import embed_with_ray
+
+        return embed_with_ray(data, out, cfg, jobs, union, encoder=encoder, progress=progress)
+    return _embed_local(data, out, cfg, jobs, union, table, encoder, progress)
+
+
+def _embed_local(data: MBEIRDir, out: Path, cfg: EmbedConfig, jobs: list[_Job],
+                 union: list[str] | None, table: Any, encoder: Any, progress: bool
+                 ) -> dict[str, Any]:
+    from augret._ray import Throughput
+    from augret.encode.registry import load_encoder
+
+    if encoder is None:
+        encoder = load_encoder(cfg.encoder, device=cfg.device, precision=cfg.precision,
+                               backbone=cfg.backbone, context_length=cfg.context_length)
+    gpus = 1.0 if encoder.device.type == "cuda" else 0.0
+    speed = Throughput("embed", gpus=gpus)
+    run: dict[str, Any] = {"engine": "local", "gpus": gpus, "stages": {}}
+    meta, chash = _start_meta(data, out, cfg, _describe(encoder), union, run)
+    shards = _ShardEmbedder(data, cfg, encoder, table, loader_workers=cfg.workers)
     bar = _progress() if progress else None
-    emb = _Embedder(data, out, cfg, encoder, chash, bar)
     try:
         if bar is not None:
             bar.start()
         for job in jobs:
-            entry = emb.run(job)
-            meta["entries"][job.entry] = {k: entry[k] for k in (
-                "kind", "task", "source", "rows", "shards", "truncated", "skipped",
-                "images_dropped", "uninstructed") if k in entry}
-            _write_meta(meta_path, meta)
+            fp, writer, entry = _open_entry(out, job, cfg, chash, encoder.dim)
+            if writer is not None:
+                task_id = bar.add_task(job.entry, total=None) if bar else None
+                guard = _ImageGuard(str(data.image_root))
+                rows = _iter_rows(job.path, job.kind, writer.done * cfg.shard_size)
+                shard = writer.done
+                while chunk := list(islice(rows, cfg.shard_size)):
+                    vectors, ids, stats = shards.embed(job, chunk, guard)
+                    writer.write_shard(shard, vectors, ids, stats)
+                    shard += 1
+                    speed.add(len(chunk))
+                    if bar is not None:
+                        bar.update(task_id, advance=len(chunk))
+                entry = _finish_entry(job, writer, fp, cfg, encoder.context_length)
+            meta["entries"][job.entry] = _summary(entry)
+            run["stages"] = {"embed": speed.as_dict()}
+            _write_meta(out, meta)
     finally:
         if bar is not None:
             bar.stop()
     return meta
 
 
-def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    with atomic_writer(path) as f:
+def _write_meta(out: Path, meta: dict[str, Any]) -> None:
+    with atomic_writer(out / META_FILE) as f:
         f.write(json.dumps(meta, indent=2) + "\n")
 
 
@@ -434,4 +603,3 @@ def _progress() -> Any:
 
     return Progress(TextColumn("{task.description}"), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-

@@ -32,6 +32,7 @@ __all__ = [
     "iter_entry",
     "read_entry",
     "source_fingerprint",
+    "tidy_entry",
 ]
 
 ENTRY_FILE = "entry.json"
@@ -65,6 +66,20 @@ def entry_is_current(root: Path, fingerprint: dict[str, Any]) -> bool:
     """Whether ``root`` holds a finished entry of this source and config."""
     done = _read_json(root / ENTRY_FILE)
     return done is not None and done.get("fingerprint") == fingerprint
+
+
+def tidy_entry(root: Path) -> None:
+    """Remove what a kill can leave in a finished entry: shard stats and
+    ``entry.partial.json`` (killed after ``entry.json`` was written), temporary files."""
+    for stale in (*root.glob("shard_*.stats.json"), root / PARTIAL_FILE):
+        stale.unlink(missing_ok=True)
+    _remove_temporaries(root)
+
+
+def _remove_temporaries(root: Path) -> None:
+    """Remove the temporary files of writes cut short by a kill (``atomic_writer``'s)."""
+    for tmp in root.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 class EntryWriter:
@@ -102,8 +117,7 @@ class EntryWriter:
                 continue
             if index >= n:
                 stale.unlink()
-        for tmp in self.root.glob(".shard_*.tmp"):  # a write cut short by a kill
-            tmp.unlink()
+        _remove_temporaries(self.root)
         return n
 
     def write_shard(self, index: int, vectors: np.ndarray, ids: list[str],
@@ -124,17 +138,24 @@ class EntryWriter:
             f.write("".join(f"{i}\n" for i in ids))
 
     def finish(self, info: dict[str, Any]) -> dict[str, Any]:
-        """Merge shard stats, write ``skipped.jsonl`` and ``entry.json``; returns the entry."""
+        """Merge shard stats, write ``skipped.jsonl`` and ``entry.json``; returns the entry.
+
+        ``info`` is copied into the entry; an ``uninstructed`` key in it is replaced by the
+        shards' total.
+        """
         shards = self._complete_shards()
         _check_unique(self.root, shards, info.get("source"))
-        rows = truncated = dropped = 0
+        rows = truncated = dropped = uninstructed = 0
         skipped: list[dict[str, Any]] = []
         for i in range(shards):
             st = _read_json(_shard(self.root, i, ".stats.json")) or {}
             rows += int(st.get("rows", 0))
             truncated += int(st.get("truncated", 0))
             dropped += int(st.get("images_dropped", 0))
+            uninstructed += int(st.get("uninstructed", 0))
             skipped += st.get("skipped", [])
+        if "uninstructed" in info:  # query entries: counted per shard, so resumes count all
+            info = {**info, "uninstructed": uninstructed}
         with atomic_writer(self.root / SKIPPED_FILE) as f:
             f.write("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in skipped))
         entry = {**info, "rows": rows, "shards": shards, "shard_size": self.shard_size,
