@@ -75,6 +75,8 @@ def enhance(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress
         table.add_column(col, justify="right" if col != "file" else "left", overflow="fold")
     for name, c in report["files"].items():
         tps = c["output_tokens"] / c["seconds"] if c["seconds"] else 0.0
+        # under ray the files only assemble; generation throughput is the ray line above
+        rate = "-" if engine.get("name") == "ray" else f"{tps:.0f}"
         table.add_row(name, str(c["total"]), str(c["generated"]), str(c["cached"]),
-                      str(c["passed_through"]), str(c["failed"]), f"{tps:.0f}")
+                      str(c["passed_through"]), str(c["failed"]), rate)
     Console().print(table)
