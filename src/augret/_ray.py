@@ -84,6 +84,10 @@ def ray_session(res: RayResources) -> Iterator[Any]:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # augret shows its own progress and throughput
     ctx.print_on_execution_start = False
+    # Ray Data logs each dataset's start and end at INFO: augret's progress says it already
+    data_log = logging.getLogger("ray.data")
+    if data_log.level == logging.NOTSET:  # a level the user chose stays
+        data_log.setLevel(logging.WARNING)
     try:
         _check_capacity(ray, res)
         yield ray
