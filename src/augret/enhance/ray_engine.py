@@ -40,6 +40,14 @@ from augret.enhance.images import ImageError, load_image, read_image_bytes
 from augret.enhance.item import item_generation, item_request, output_problem
 from augret.enhance.policy import Route
 from augret.enhance.prompts import load_prompts
+from augret.enhance.runner import (
+    _chunks,
+    _count_lines,
+    _image_path,
+    _prepare,
+    _source_text,
+    _watch_failures,
+)
 from augret.errors import BackendError
 
 __all__ = ["generate_on_ray"]
@@ -162,8 +170,6 @@ class _Generator:
 def _plan(ctx: Any, paths: Sequence[Path], sides: Sequence[str], ledger: _Ledger,
           bar: Any) -> Throughput:
     """Pass 1: key every item, look it up, and queue each missing generation once."""
-    from augret.enhance.runner import _chunks, _count_lines, _image_path, _prepare, _source_text
-
     total = sum(_count_lines(p) for p in paths)
     tp = Throughput("plan", total=total)
     task = bar.add_task("plan: keys and store lookups", total=total, rate="")
@@ -248,19 +254,13 @@ def generate_on_ray(ctx: Any, paths: Sequence[Path], sides: Sequence[str], res: 
                 batch_size=ctx.cfg.batch_size, batch_format="numpy", **actor_pool(res))
             task = bar.add_task(f"generate: {res.workers} Ray worker(s), {res.gpus:g} GPU",
                                 total=n_work, rate="")
-            failed_blocks = 0
             for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 results = [json.loads(x) for x in block["result"]]
                 rows, tokens, all_failed = _commit(ctx, ledger, results)
                 gen.add(rows, tokens)
                 bar.update(task, advance=rows, rate=gen.line())
-                failed_blocks = failed_blocks + 1 if all_failed else 0
-                limit = ctx.cfg.abort_after_failed_batches
-                if limit and failed_blocks >= limit:
-                    raise BackendError(
-                        f"{failed_blocks} consecutive result blocks failed entirely (last "
-                        f"error: {results[-1].get('error')}); stopping. Finished generations "
-                        "are stored: rerun to resume.")
+                _watch_failures(ctx, all_failed, results[-1].get("error") if results else None,
+                                unit="result blocks")
     shutil.rmtree(work_dir, ignore_errors=True)
     ctx.mode = "assemble"
     return {"name": "ray", "address": res.address, "workers": res.workers,

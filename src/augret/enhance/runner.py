@@ -161,14 +161,15 @@ def _prepare(ctx: _Context, items: list[_Item]) -> list[_Item]:
     return items
 
 
-def _watch_failures(ctx: _Context, results: list[GenerationResult]) -> None:
-    """Abort (resumably) when whole batches keep failing: the backend is down."""
-    ctx.failed_batches = ctx.failed_batches + 1 if all(r.error for r in results) else 0
+def _watch_failures(ctx: _Context, all_failed: bool, last_error: str | None,
+                    unit: str = "batches") -> None:
+    """Abort (resumably) when whole batches keep failing at the model: the backend is down."""
+    ctx.failed_batches = ctx.failed_batches + 1 if all_failed else 0
     limit = ctx.cfg.abort_after_failed_batches
     if limit and ctx.failed_batches >= limit:
         raise BackendError(
-            f"{ctx.failed_batches} consecutive batches failed entirely (last error: "
-            f"{results[-1].error}); stopping. Finished generations are stored: rerun to resume.")
+            f"{ctx.failed_batches} consecutive {unit} failed entirely (last error: "
+            f"{last_error}); stopping. Finished generations are stored: rerun to resume.")
 
 
 def _call_backend(ctx: _Context, heads: list[_Item]) -> list[GenerationResult]:
@@ -181,7 +182,7 @@ def _call_backend(ctx: _Context, heads: list[_Item]) -> list[GenerationResult]:
     if len(results) != len(requests):
         raise BackendError(f"backend {ctx.backend.name} returned {len(results)} results "
                            f"for {len(requests)} requests")
-    _watch_failures(ctx, results)
+    _watch_failures(ctx, all(r.error for r in results), results[-1].error if results else None)
     return results
 
 
