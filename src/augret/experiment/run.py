@@ -191,13 +191,17 @@ class _Runner:
 
         encoders: dict[str, Path] = {}
         split = self.cfg.splits.train
+        trainings = self.cfg.trainings()
+        if not trainings:  # zero-shot and bm25 conditions only: no recipe needed
+            return encoders
         nproc = self.nproc()
-        for key, names in self.cfg.trainings().items():
+        recipe = resolve_recipe(self.cfg, self.config_path)
+        for key, names in trainings.items():
             cond = self.cfg.condition(names[0])
             mode = self.cfg.enhance_mode(cond)
             run_dir = self.out / "train" / key
             overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
-            tcfg = load_config(TrainConfig, resolve_recipe(self.cfg, self.config_path), overrides)
+            tcfg = load_config(TrainConfig, recipe, overrides)
             params = {k: v for k, v in config_to_dict(tcfg).items() if k not in _TRAIN_IGNORED}
             for k in ("dir", "enhanced_dir", "train_file", "train_pool"):
                 params["data"].pop(k, None)  # covered by the upstream fingerprints
@@ -223,9 +227,8 @@ class _Runner:
                 if nproc > 1:
                     from augret.train.launch import run_torchrun
 
-                    summary = run_torchrun(
-                        resolve_recipe(self.cfg, self.config_path), run_dir, nproc=nproc,
-                        overrides=overrides, resume=ckpt is not None)
+                    summary = run_torchrun(recipe, run_dir, nproc=nproc, overrides=overrides,
+                                           resume=ckpt is not None)
                 else:
                     summary = train(dataclasses.replace(tcfg, resume=ckpt is not None,
                                                         progress=self.progress))
