@@ -40,9 +40,10 @@ from augret.data.ids import (
     task_for_modalities,
 )
 from augret.data.jsonl import atomic_writer, iter_lines
+from augret.data.mbeir import parse_run_file_name, pool_stem, run_file_name
 from augret.data.qrels import iter_qrels
 from augret.data.records import modality_of
-from augret.errors import DataFormatError, DataNotFoundError
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -355,6 +356,58 @@ def test_mbeir_dir_anserini_names() -> None:
     qrels = d.qrels("cirr_task7")
     assert len(qrels) == 4170 and qrels.positives("8:1") == ["8:18844"]
     assert d.local_pools() == {} and d.union_pool_files() == []
+
+
+def test_records_share_accessors() -> None:
+    q = Query.from_dict({"qid": "1:2", "query_txt": "new", "query_img_path": "a.jpg",
+                         "query_modality": "image,text", "query_txt_raw": "old"})
+    c = Candidate.from_dict({"did": "1:3", "txt": None, "img_path": "b.jpg",
+                             "modality": "image"})
+    assert (q.id, q.text, q.image_path, q.modality, q.raw_text) == (
+        "1:2", "new", "a.jpg", "image,text", "old")
+    assert (c.id, c.text, c.image_path, c.modality, c.raw_text) == (
+        "1:3", None, "b.jpg", "image", None)
+    assert (q.TEXT_FIELD, q.RAW_TEXT_FIELD, c.TEXT_FIELD, c.RAW_TEXT_FIELD) == (
+        "query_txt", "query_txt_raw", "txt", "txt_raw")
+    assert q.field_text("query_txt") == "new" and q.field_text("query_txt_raw") == "old"
+    assert c.field_text("caption") is None  # absent extra field: the text
+    assert all(r.to_dict()[r.TEXT_FIELD] == r.text for r in (q, c))
+
+
+def test_layout_rules(tmp_path: Path) -> None:
+    assert pool_stem("cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl") == (
+        "mscoco_task0_test")
+    with pytest.raises(DataFormatError):
+        pool_stem("pool.jsonl")
+    for task, pool in (("cirr_task7", "union"), ("my_photos", "local")):
+        assert parse_run_file_name(run_file_name(task, pool)) == (task, pool)
+    assert parse_run_file_name("mbeir_cirr_task7_single_pool_test_k10_run.txt") == (
+        "cirr_task7", "local")
+    assert parse_run_file_name("runs.json") is None
+    with pytest.raises(ConfigError):
+        run_file_name("cirr_task7", "global")
+    # query files of a split in each layout
+    for rel in ("query/val/mbeir_a_task1_val.jsonl", "val/mbeir_b_task1_val.jsonl",
+                "topics/topics.mbeir-c_task1.val.jsonl", "topics/topics.mbeir-d_task1.test.jsonl"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}\n")
+    assert [p.name for p in MBEIRDir(tmp_path).split_files("val")] == [
+        "mbeir_a_task1_val.jsonl", "topics.mbeir-c_task1.val.jsonl", "mbeir_b_task1_val.jsonl"]
+
+
+def test_union_pools_rule(tmp_path: Path) -> None:
+    d = MBEIRDir(tmp_path)
+    assert d.union_pools() == {}
+    local = tmp_path / "cand_pool" / "local"
+    local.mkdir(parents=True)
+    for name in ("cirr_task7", "mscoco_task0_test", "mscoco_task0_val", "photos"):
+        (local / f"mbeir_{name}_cand_pool.jsonl").write_text("{}\n")
+    assert list(d.union_pools()) == ["mscoco_task0_test", "cirr_task7"]  # UniIR's order
+    union = tmp_path / "cand_pool" / "global" / "mbeir_union_test_cand_pool.jsonl"
+    union.parent.mkdir()
+    union.write_text("{}\n")
+    assert d.union_pools() == {"union": union} and d.union_pool_files() == [union]
+    assert d.global_pool_file("test") == union and d.global_pool_file("train") is None
 
 
 def test_mbeir_dir_layout_file(tmp_path: Path) -> None:

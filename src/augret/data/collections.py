@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from augret.data.ids import DATASET_CAN_NUM_UPPER_BOUND, UNION_POOL_ORDER, parse_id
-from augret.data.jsonl import atomic_writer, iter_jsonl
-from augret.data.mbeir import LAYOUT_FILE
+from augret.data.jsonl import atomic_writer, iter_jsonl, read_json_or_none, write_json
+from augret.data.mbeir import read_layout, write_layout
 from augret.data.records import Candidate, modality_of
 from augret.data.text import format_string
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
@@ -417,32 +417,23 @@ def _check_options(name: str, captions: str, dataset_id: int) -> None:
 
 
 def _write_layout(out_dir: Path, image_root: Path) -> None:
-    layout = out_dir / LAYOUT_FILE
-    data: dict[str, Any] = {}
-    if layout.is_file():
-        try:
-            data = json.loads(layout.read_text("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataFormatError(f"cannot read layout file: {exc}", path=layout) from None
-        old = data.get("image_root")
-        if old and (out_dir / old).resolve() != image_root:
-            raise ConfigError(f"{out_dir} already holds a collection with image root {old}; "
-                              f"import {image_root} into another directory")
+    data = read_layout(out_dir)
+    old = data.get("image_root")
+    if old and (out_dir / str(old)).resolve() != image_root:
+        raise ConfigError(f"{out_dir} already holds a collection with image root {old}; "
+                          f"import {image_root} into another directory")
     data["image_root"] = str(image_root)
-    with atomic_writer(layout) as f:
-        f.write(json.dumps(data, indent=2) + "\n")
+    write_layout(out_dir, data)
 
 
 def _write_manifest(out_dir: Path, result: ImportResult, extra: dict[str, Any]) -> None:
     path = out_dir / MANIFEST_FILE
     data: dict[str, Any] = {"collections": {}}
     if path.is_file():
-        try:
-            data = json.loads(path.read_text("utf-8"))
-            data.setdefault("collections", {})
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        data = read_json_or_none(path) or {}
+        if not data:
             log.warning("%s is unreadable; rewriting it", path)
-            data = {"collections": {}}
+        data.setdefault("collections", {})
     for other, info in data["collections"].items():
         if other != result.name and info.get("id_scheme", {}).get("dataset_id") == \
                 extra["id_scheme"]["dataset_id"]:
@@ -454,8 +445,7 @@ def _write_manifest(out_dir: Path, result: ImportResult, extra: dict[str, Any]) 
     entry.pop("out_dir")
     entry.update(extra)
     data["collections"][result.name] = entry
-    with atomic_writer(path) as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_json(path, data, ensure_ascii=False)
 
 
 def import_collection(

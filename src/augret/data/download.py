@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
 from augret.data.ids import DATASETS, MBEIR_TEST_TASKS, EvalTask, eval_task
-from augret.data.jsonl import atomic_writer
+from augret.data.jsonl import atomic_writer, read_json_or_none, write_json
 from augret.errors import AugretError, ConfigError, DataNotFoundError
 
 __all__ = [
@@ -298,10 +298,7 @@ class _State:
 
     def __init__(self, root: Path) -> None:
         self.path = root / STATE_FILE
-        try:
-            self.data: dict[str, Any] = json.loads(self.path.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            self.data = {}
+        self.data: dict[str, Any] = read_json_or_none(self.path) or {}
 
     def _stat(self, file: Path) -> list[int]:
         st = file.stat()
@@ -313,8 +310,7 @@ class _State:
 
     def record(self, name: str, file: Path, digest: str) -> None:
         self.data[name] = {"sha256": digest, "stat": self._stat(file)}
-        with atomic_writer(self.path) as f:
-            json.dump(self.data, f, indent=2)
+        write_json(self.path, self.data, newline=False)
 
 
 def verify(file: Path, name: str, expected: str, state: _State | None = None) -> None:

@@ -24,13 +24,18 @@ __all__ = [
     "Modality",
     "Task",
     "dataset_by_name",
+    "default_depth",
     "eval_task",
+    "find_eval_task",
     "hash_did",
     "hash_dids",
     "hash_qid",
     "hash_qids",
+    "local_pool",
     "parse_id",
+    "target_modality",
     "task_for_modalities",
+    "task_id",
     "unhash_did",
     "unhash_qid",
 ]
@@ -207,6 +212,37 @@ def eval_task(name: str) -> EvalTask:
         raise KeyError(
             f"unknown M-BEIR test task {name!r}; known: {sorted(_EVAL_BY_NAME)}"
         ) from None
+
+
+def find_eval_task(name: str) -> EvalTask | None:
+    """The M-BEIR test task of that name, or ``None`` (e.g. a user's own collection)."""
+    return _EVAL_BY_NAME.get(name)
+
+
+# Facts of a searched task, for M-BEIR tasks and users' own collections alike.
+def default_depth(task: str) -> int:
+    """A task's run depth: its deepest metric's k (10; 50 for Fashion200K and FashionIQ);
+    10 for other names."""
+    t = find_eval_task(task)
+    return max(t.metric_ks) if t else 10
+
+
+def local_pool(task: str) -> str:
+    """The local pool of a query task (its own name for non-M-BEIR tasks)."""
+    t = find_eval_task(task)
+    return t.pool if t else task
+
+
+def task_id(task: str) -> int | None:
+    """UniIR's task id of an M-BEIR test task (``None`` for other names)."""
+    t = find_eval_task(task)
+    return t.task.id if t else None
+
+
+def target_modality(task: str) -> str | None:
+    """The candidate modality an M-BEIR task asks for (``None`` for other names)."""
+    t = find_eval_task(task)
+    return t.task.cand_modality if t else None
 
 
 def parse_id(value: str) -> tuple[int, int]:

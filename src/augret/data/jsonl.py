@@ -1,4 +1,5 @@
-"""Line-streamed JSONL reading and atomic writing with errors that name file and line."""
+"""JSON and JSONL files: line-streamed reading, whole-object reading and atomic writing, with
+errors that name the file (and line)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from typing import IO, Any
 
 from augret.errors import DataFormatError, DataNotFoundError
 
-__all__ = ["atomic_writer", "iter_jsonl", "iter_lines", "write_jsonl"]
+__all__ = [
+    "atomic_writer",
+    "iter_jsonl",
+    "iter_lines",
+    "parse_json",
+    "read_json",
+    "read_json_or_none",
+    "write_json",
+    "write_jsonl",
+]
 
 ErrorHandler = Callable[[DataFormatError], None]
 _UMASK = os.umask(0)
@@ -138,3 +148,66 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def read_json(path: str | Path, *, what: str = "") -> dict[str, Any]:
+    """A JSON file holding one object (a ``meta.json``, ``entry.json``, layout file...).
+
+    Args:
+        path: The file.
+        what: What the file is, for the not-found message (e.g. ``"an embedding
+            directory"``).
+
+    Raises:
+        DataNotFoundError: The file is absent; the message names it.
+        DataFormatError: It is not UTF-8, not JSON, or not a JSON object; names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file" + (f" (not {what})" if what else ""))
+    return parse_json(path.read_bytes(), path=path)
+
+
+def parse_json(data: bytes | str, *, path: str | Path) -> dict[str, Any]:
+    """Parse the contents of a JSON-object file (see :func:`read_json`).
+
+    Raises:
+        DataFormatError: Not UTF-8, not JSON, or not a JSON object; names ``path``.
+    """
+    try:
+        obj = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"not UTF-8: {exc}", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"invalid JSON: {exc}", path=path) from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"expected a JSON object, got {type(obj).__name__}", path=path)
+    return obj
+
+
+def read_json_or_none(path: str | Path) -> dict[str, Any] | None:
+    """:func:`read_json`, or ``None`` when the file is absent or unreadable (caches and skip
+    records, where a broken file only means the work is done again)."""
+    try:
+        return read_json(path)
+    except (DataNotFoundError, DataFormatError, OSError):
+        return None
+
+
+def write_json(path: str | Path, obj: Any, *, sort_keys: bool = False,
+               ensure_ascii: bool = True, default: Callable[[Any], Any] | None = None,
+               newline: bool = True) -> None:
+    """Write ``obj`` as indented JSON atomically (see :func:`atomic_writer`).
+
+    Args:
+        path: The file.
+        obj: A JSON-able value.
+        sort_keys: Sort object keys.
+        ensure_ascii: Escape non-ASCII characters.
+        default: Called for values JSON cannot encode (e.g. ``str``).
+        newline: End the file with a newline.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=ensure_ascii,
+                      default=default)
+    with atomic_writer(path) as f:
+        f.write(text + "\n" if newline else text)

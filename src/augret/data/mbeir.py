@@ -1,35 +1,108 @@
 """An M-BEIR directory: which tasks it holds, where their files are, and streamed readers.
 
-Two layouts are recognised for test files: UniIR's (``query/test/mbeir_<name>_test.jsonl``,
-``qrels/test/mbeir_<name>_test_qrels.txt``) and Anserini's topic copies
-(``topics/topics.mbeir-<name>.test.jsonl``, ``qrels/qrels.m-beir-<name-with-dashes>.test.txt``).
-A directory may hold any subset of the 16 test tasks; absence is not an error.
+Every M-BEIR layout rule lives here: where query, pool and qrels files are, which files make
+the union pool (:meth:`MBEIRDir.union_pools`) and how run files are named
+(:func:`run_file_name`).
+
+Query files are found in three layouts: UniIR's (``query/<split>/mbeir_<name>_<split>.jsonl``,
+``qrels/<split>/mbeir_<name>_<split>_qrels.txt``), UniIR's pre-2024 one
+(``<split>/mbeir_<name>_<split>.jsonl``) and Anserini's topic copies
+(``topics/topics.mbeir-<name>.<split>.jsonl``,
+``qrels/qrels.m-beir-<name-with-dashes>.<split>.txt``). A directory may hold any subset of the
+16 test tasks; absence is not an error.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from augret.data.ids import MBEIR_TEST_TASKS, UNION_POOL_ORDER, EvalTask
 from augret.data.instructions import InstructionTable, read_instructions
-from augret.data.jsonl import ErrorHandler, iter_jsonl
+from augret.data.jsonl import ErrorHandler, iter_jsonl, read_json, write_json
 from augret.data.qrels import Qrels, read_qrels
 from augret.data.records import Candidate, Query
-from augret.errors import DataFormatError, DataNotFoundError
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
 __all__ = [
     "LAYOUT_FILE",
+    "RUN_POOLS",
+    "UNION",
+    "UNION_TEST_POOL",
     "MBEIRDir",
     "TaskFiles",
     "iter_candidates",
     "iter_queries",
+    "parse_run_file_name",
+    "pool_stem",
+    "read_layout",
+    "run_file_name",
+    "write_layout",
 ]
 
 LAYOUT_FILE = "augret.json"  # optional: {"image_root": "<dir images are relative to>"}
+UNION = "union"  # the union pool's name (index roots, embedding entries, run files)
+RUN_POOLS: tuple[str, ...] = ("local", UNION)  # the pools a task is searched in
 UNION_TEST_POOL = "cand_pool/global/mbeir_union_test_cand_pool.jsonl"
+#: Top-level folders that hold data files (query files, pools, qrels, instructions).
+DATA_FOLDERS: tuple[str, ...] = ("query", "cand_pool", "qrels", "instructions", "topics")
+
+_POOL_FILE = re.compile(r"^mbeir_(?P<stem>.+)_cand_pool\.jsonl$")
+_RUN_FILE = re.compile(r"^(?P<name>.+)_(?P<pool>local|union)\.(run|txt|trec|json)$")
+_UNIIR_RUN_FILE = re.compile(r"^mbeir_(?P<name>[a-z0-9]+_task\d)_(?P<pool>single|union)"
+                             r"_pool_test_k\d+_run\.txt$")
+
+
+def read_layout(root: str | Path) -> dict[str, object]:
+    """A directory's layout file (``augret.json``; ``{}`` when absent).
+
+    Raises:
+        DataFormatError: The file is not a JSON object.
+    """
+    path = Path(root) / LAYOUT_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def write_layout(root: str | Path, info: dict[str, object]) -> None:
+    """Write a directory's layout file (``augret.json``: ``image_root``, optional ``source``)."""
+    write_json(Path(root) / LAYOUT_FILE, info)
+
+
+def pool_stem(path: str | Path) -> str:
+    """The pool name of a pool file: ``mbeir_<stem>_cand_pool.jsonl`` → ``<stem>``.
+
+    Raises:
+        DataFormatError: The file is not named like a pool file.
+    """
+    m = _POOL_FILE.match(Path(path).name)
+    if m is None:
+        raise DataFormatError("not named mbeir_<pool>_cand_pool.jsonl", path=path)
+    return m["stem"]
+
+
+def run_file_name(task: str, pool: str) -> str:
+    """augret's name of a run file: ``<task>_<local|union>.run``, e.g. ``cirr_task7_union.run``.
+
+    Raises:
+        ConfigError: ``pool`` is neither ``local`` nor ``union``.
+    """
+    if pool not in RUN_POOLS:
+        raise ConfigError(f"pool must be 'local' or 'union', got {pool!r}")
+    return f"{task}_{pool}.run"
+
+
+def parse_run_file_name(name: str) -> tuple[str, str] | None:
+    """``(task, pool)`` of a run file name, or ``None`` for other names.
+
+    Both conventions are read: augret's ``<task>_<local|union>.<run|txt|trec|json>`` and
+    UniIR's ``mbeir_<task>_<single|union>_pool_test_k<k>_run.txt`` (``single`` = local).
+    """
+    m = _UNIIR_RUN_FILE.match(name) or _RUN_FILE.match(name)
+    if m is None:
+        return None
+    return m["name"], "local" if m["pool"] == "single" else m["pool"]
 
 
 def _records(path: Path, parse, on_error: ErrorHandler | None):
@@ -96,13 +169,8 @@ class MBEIRDir:
         if not self.root.is_dir():
             raise DataNotFoundError(f"{self.root}: no such directory")
         if image_root is None:
-            layout = self.root / LAYOUT_FILE
-            if layout.is_file():
-                try:
-                    value = json.loads(layout.read_text("utf-8")).get("image_root")
-                except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as exc:
-                    raise DataFormatError(f"cannot read layout file: {exc}", path=layout) from None
-                image_root = (self.root / value) if value else None
+            value = read_layout(self.root).get("image_root")
+            image_root = (self.root / str(value)) if value else None
         self.image_root = Path(image_root) if image_root is not None else self.root
 
     def __repr__(self) -> str:
@@ -150,16 +218,29 @@ class MBEIRDir:
             out[p.name[len("mbeir_"): -len("_cand_pool.jsonl")]] = p
         return out
 
-    def union_pool_files(self) -> list[Path]:
-        """The files that make up the test union pool.
+    def global_pool_file(self, split: str = "test") -> Path | None:
+        """``cand_pool/global/mbeir_union_<split>_cand_pool.jsonl``, if present."""
+        p = self.root / "cand_pool" / "global" / f"mbeir_union_{split}_cand_pool.jsonl"
+        return p if p.is_file() else None
 
-        ``cand_pool/global/mbeir_union_test_cand_pool.jsonl`` when present, otherwise the
-        disjoint concatenation of the local test pools present, in UniIR's order.
+    def union_pools(self) -> dict[str, Path]:
+        """The parts of the test union pool by name, in order (UniIR's rule).
+
+        The global test pool (``cand_pool/global/mbeir_union_test_cand_pool.jsonl``, named
+        ``union``) when present: it is the union, whatever local pools are beside it.
+        Otherwise the local test pools present, named by stem, in UniIR's order
+        (:data:`~augret.data.ids.UNION_POOL_ORDER`): their disjoint concatenation is the
+        union. Empty when neither exists. Every stage that reads, embeds, indexes or plans
+        the union goes through this method.
         """
-        union = self.root / UNION_TEST_POOL
-        if union.is_file():
-            return [union]
-        return [p for name in UNION_POOL_ORDER if (p := self.pool_file(name)) is not None]
+        union = self.global_pool_file("test")
+        if union is not None:
+            return {UNION: union}
+        return {name: p for name in UNION_POOL_ORDER if (p := self.pool_file(name)) is not None}
+
+    def union_pool_files(self) -> list[Path]:
+        """The files of :meth:`union_pools`, in order."""
+        return list(self.union_pools().values())
 
     def instructions_file(self) -> Path | None:
         """``instructions/query_instructions.tsv`` if present."""
@@ -173,13 +254,22 @@ class MBEIRDir:
 
     def train_pool_file(self) -> Path | None:
         """The union training pool, if present."""
-        p = self.root / "cand_pool" / "global" / "mbeir_union_train_cand_pool.jsonl"
-        return p if p.is_file() else None
+        return self.global_pool_file("train")
 
     def split_files(self, split: str) -> list[Path]:
-        """All query files of a split (``train``, ``val``, ``test``, ``union_val``...)."""
-        folder = self.root / "query" / split
-        return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        """All query files of a split (``train``, ``val``, ``test``, ``union_val``...), in any
+        of the recognised layouts (see the module docstring), sorted."""
+        files = [p for folder in (self.root / "query" / split, self.root / split)
+                 if folder.is_dir() for p in folder.glob("*.jsonl")]
+        topics = self.root / "topics"
+        if topics.is_dir():
+            files += topics.glob(f"topics.mbeir-*.{split}.jsonl")
+        return sorted(p for p in files if p.is_file())
+
+    def data_files(self) -> list[Path]:
+        """Every JSONL data file under the layout's folders (queries, pools), sorted."""
+        return sorted(p for top in DATA_FOLDERS for p in (self.root / top).rglob("*.jsonl")
+                      if p.is_file())
 
     # ---- tasks -----------------------------------------------------------------------
     def tasks(self, split: str = "test") -> list[TaskFiles]:

@@ -5,6 +5,10 @@ record's fields agree with its modality is reported by :meth:`Query.problems` /
 :meth:`Candidate.problems` (validation decides how severe that is). Fields beyond the M-BEIR
 schema (e.g. ``query_txt_raw`` and ``enhancement`` in an enhanced directory) are kept in
 ``extra`` and written back unchanged.
+
+Both record types answer the same accessors (``id``, ``text``, ``image_path``, ``modality``,
+``raw_text``, :meth:`~Query.field_text`, ``TEXT_FIELD`` / ``RAW_TEXT_FIELD``), so code that
+handles either never dispatches on the type.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from augret.data.ids import MODALITIES, TASKS, parse_id
 from augret.errors import DataFormatError
@@ -126,6 +130,39 @@ class Query:
     task_id: int | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
 
+    TEXT_FIELD: ClassVar[str] = "query_txt"
+    RAW_TEXT_FIELD: ClassVar[str] = "query_txt_raw"
+
+    @property
+    def id(self) -> str:
+        """The query id (``qid``)."""
+        return self.qid
+
+    @property
+    def text(self) -> str | None:
+        """The query text (``query_txt``)."""
+        return self.query_txt
+
+    @property
+    def image_path(self) -> str | None:
+        """The query image path (``query_img_path``), relative to the image root."""
+        return self.query_img_path
+
+    @property
+    def modality(self) -> str:
+        """The query modality (``query_modality``)."""
+        return self.query_modality
+
+    @property
+    def raw_text(self) -> str | None:
+        """The text before enhancement (``query_txt_raw`` when present, else the text)."""
+        return self.field_text(self.RAW_TEXT_FIELD)
+
+    def field_text(self, name: str) -> Any:
+        """The value of a text field by name: ``TEXT_FIELD`` is the text, any other name is
+        looked up among the extra fields (falling back to the text)."""
+        return self.text if name == self.TEXT_FIELD else self.extra.get(name, self.text)
+
     @property
     def dataset_id(self) -> int:
         """The dataset id prefix of ``qid``."""
@@ -200,6 +237,33 @@ class Candidate:
     modality: str
     src_content: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+
+    TEXT_FIELD: ClassVar[str] = "txt"
+    RAW_TEXT_FIELD: ClassVar[str] = "txt_raw"
+
+    @property
+    def id(self) -> str:
+        """The candidate id (``did``)."""
+        return self.did
+
+    @property
+    def text(self) -> str | None:
+        """The candidate text (``txt``)."""
+        return self.txt
+
+    @property
+    def image_path(self) -> str | None:
+        """The candidate image path (``img_path``), relative to the image root."""
+        return self.img_path
+
+    @property
+    def raw_text(self) -> str | None:
+        """The text before enhancement (``txt_raw`` when present, else the text)."""
+        return self.field_text(self.RAW_TEXT_FIELD)
+
+    def field_text(self, name: str) -> Any:
+        """See :meth:`Query.field_text`."""
+        return self.text if name == self.TEXT_FIELD else self.extra.get(name, self.text)
 
     @property
     def dataset_id(self) -> int:

@@ -709,8 +709,7 @@ class _Validator:
         rep.tasks_present = [tf.task.name for tf in task_files]
         rep.pools_present = list(self.mbeir.local_pools())
         pools = self._split_pools()
-        union_path = self.root / "cand_pool" / "global" / f"mbeir_union_{split}_cand_pool.jsonl"
-        union_path = union_path if union_path.is_file() else None
+        union_path = self.mbeir.global_pool_file(split)
         present = {tf.task.name for tf in task_files}
         orphans = [(t, q) for t in MBEIR_TEST_TASKS if t.name not in present
                    and (q := self.mbeir.qrels_file(t.name, split)) is not None]
