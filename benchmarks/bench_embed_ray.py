@@ -41,7 +41,7 @@ from augret.encode import EmbedConfig, embed_dir, load_encoder
 from augret.encode.backbones import BackboneSpec, build_backbone
 from augret.encode.checkpoint import save_encoder_dir
 from augret.encode.clip_sf import CLIPScoreFusion
-from augret.encode.store import EntryWriter
+from augret.formats.embeddings import EntryWriter
 
 SMALL_CFG = {
     "embed_dim": 128,

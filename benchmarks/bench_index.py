@@ -26,9 +26,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from augret.formats.embeddings import EmbeddingEntry
 from augret.index import IndexConfig, VectorSet, build_index
 from augret.index._faiss import default_nlist
-from augret.index.embeddings import EmbeddingEntry
 
 
 def write_entry(folder: Path, n: int, dim: int, shard: int, centers: np.ndarray,

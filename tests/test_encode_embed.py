@@ -17,8 +17,8 @@ from augret.data.ids import UNION_POOL_ORDER  # noqa: E402
 from augret.data.records import Candidate  # noqa: E402
 from augret.encode import EmbedConfig, embed_dir, load_encoder, read_entry  # noqa: E402
 from augret.encode.inputs import candidate_item, query_item, query_prompt  # noqa: E402
-from augret.encode.store import EntryWriter  # noqa: E402
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError  # noqa: E402
+from augret.formats.embeddings import EntryWriter  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -336,23 +336,20 @@ def test_flat_fill_fallback_when_storage_is_hidden(emb, tmp_path, monkeypatch):
 
 
 def test_reads_entries_written_by_the_embedder(tmp_path):
-    """Contract check against augret.encode's own writer, when it is importable."""
-    store = pytest.importorskip("augret.encode.store")
+    """Contract check against the embedding directory's own writer."""
+    from augret.formats.embeddings import EntryWriter
+
     rng = np.random.default_rng(5)
     vec = rng.standard_normal((10, 8)).astype(np.float32)
     ids = dids(9, 10)
     root = tmp_path / "emb"
     write_meta(root, 8, union=["pools/mscoco_task0_test"])
-    try:
-        writer = store.EntryWriter(root / "pools" / "mscoco_task0_test", {"x": 1},
-                                   shard_size=4, dim=8)
-        for i, start in enumerate(range(0, 10, 4)):
-            writer.write_shard(i, vec[start: start + 4], ids[start: start + 4],
-                               {"rows": len(ids[start: start + 4])})
-        writer.finish({"entry": "pools/mscoco_task0_test", "kind": "pool",
-                       "source": str(tmp_path / "pool.jsonl")})
-    except (AttributeError, TypeError) as exc:  # the writer's Python API moved
-        pytest.skip(f"augret.encode.store API changed: {exc}")
+    writer = EntryWriter(root / "pools" / "mscoco_task0_test", {"x": 1}, shard_size=4, dim=8)
+    for i, start in enumerate(range(0, 10, 4)):
+        writer.write_shard(i, vec[start: start + 4], ids[start: start + 4],
+                           {"rows": len(ids[start: start + 4])})
+    writer.finish({"entry": "pools/mscoco_task0_test", "kind": "pool",
+                   "source": str(tmp_path / "pool.jsonl")})
     index = build_pool_index(root, None, pool="union", progress=False)
     assert list(index.ids) == ids
     q = rng.standard_normal((3, 8))

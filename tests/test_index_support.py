@@ -1,7 +1,7 @@
 """Synthetic embedding directories written by hand, following docs/formats.md exactly.
 
 Imported by the other ``test_index_*`` modules; it holds no tests itself. The writer is kept
-independent of :mod:`augret.index.embeddings` so that a reader bug cannot hide behind a
+independent of :mod:`augret.formats.embeddings` so that a reader bug cannot hide behind a
 matching writer bug.
 """
 

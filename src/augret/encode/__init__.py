@@ -20,7 +20,7 @@ from augret.encode.backbones import BackboneSpec
 from augret.encode.base import Encoder, Item
 from augret.encode.embed import EmbedConfig, embed_dir
 from augret.encode.registry import ENCODERS, list_encoders, load_encoder, resolve_encoder
-from augret.encode.store import iter_entry, read_entry
+from augret.formats.embeddings import iter_entry, read_entry
 
 __all__ = [
     "ENCODERS",

@@ -16,7 +16,6 @@ and image processor in ``hf/``).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import pickle
 import types
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from augret._lazy import require
-from augret.data.jsonl import atomic_writer
+from augret.data.jsonl import atomic_writer, read_json, write_json
 from augret.encode.backbones import BackboneSpec
 from augret.errors import DataFormatError, DataNotFoundError
 
@@ -205,8 +204,7 @@ def save_encoder_dir(out_dir: str | Path, model: Any, spec: BackboneSpec, *,
     save_uniir_checkpoint(model, out / MODEL_FILE)
     meta = {"format": FORMAT, "version": 1, "architecture": "clip_sf", "source": name,
             "backbone": spec.to_dict(), **(info or {})}
-    with atomic_writer(out / ENCODER_FILE) as f:
-        f.write(json.dumps(meta, indent=2) + "\n")
+    write_json(out / ENCODER_FILE, meta)
     return out
 
 
@@ -219,12 +217,7 @@ def read_encoder_dir(path: str | Path) -> tuple[BackboneSpec, dict[str, Any], di
     """
     root = Path(path)
     meta_file = root / ENCODER_FILE
-    if not meta_file.is_file():
-        raise DataNotFoundError(f"{root}: not an augret encoder directory (no {ENCODER_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"unreadable: {exc}", path=meta_file) from None
+    meta = read_json(meta_file, what="an augret encoder directory")
     if meta.get("format") != FORMAT:
         raise DataFormatError(f"format is {meta.get('format')!r}, expected {FORMAT!r}",
                               path=meta_file)

@@ -1,9 +1,9 @@
 """``augret embed``: embed the query files and candidate pools of an M-BEIR directory.
 
 Streams each source file in shards of ``shard_size`` rows (bounded memory), decodes images in
-data-loader workers, writes fp16 shards with aligned id files (:mod:`augret.encode.store`)
-and resumes at the first incomplete shard. The directory layout is ``docs/formats.md``'s
-embedding directory.
+data-loader workers, writes fp16 shards with aligned id files and resumes at the first
+incomplete shard. The directory is ``docs/formats.md``'s embedding directory, written through
+its owner module :mod:`augret.formats.embeddings`.
 
 Rows that cannot be embedded: with ``on_missing_image="skip"`` (the default) a row whose image
 is missing or unreadable, or that has neither text nor image, is left out of the vectors *and*
@@ -32,8 +32,7 @@ import numpy as np
 
 from augret.config import config_hash, config_to_dict, write_resolved
 from augret.data.ids import UNION_POOL_ORDER
-from augret.data.jsonl import atomic_writer
-from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir
+from augret.data.mbeir import UNION, MBEIRDir, pool_stem
 from augret.data.records import Candidate, Query
 from augret.encode.inputs import (
     INSTRUCTION_MODES,
@@ -42,21 +41,14 @@ from augret.encode.inputs import (
     query_item,
     query_prompt,
 )
-from augret.encode.store import (
-    EntryWriter,
-    entry_is_current,
-    remove_tree,
-    source_fingerprint,
-    tidy_entry,
-)
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.formats import embeddings as embedding_files
+from augret.formats.embeddings import META_FILE, EntryWriter
 
 __all__ = ["META_FILE", "EmbedConfig", "embed_dir"]
 
 log = logging.getLogger(__name__)
 
-META_FILE = "meta.json"
-FORMAT = "augret-embeddings"
 _GUARD_ROWS = 50
 
 
@@ -69,9 +61,10 @@ class EmbedConfig:
         backbone: Architecture of a UniIR ``.pth`` (default: inferred from its shapes).
         split: Query split (``test``, ``val``...).
         queries: Embed the split's query files.
-        pools: ``local`` (every local pool of the split) and/or ``union`` (the local pools
-            that make up the test union, or the global union file when the local pools are
-            incomplete); empty for none.
+        pools: ``local`` (every local pool of the split) and/or ``union`` (the parts of the
+            test union, :meth:`~augret.data.MBEIRDir.union_pools`: the global test pool
+            file when present, as the entry ``pools/union``, else the local test pools);
+            empty for none.
         tasks: Only these tasks (e.g. ``cirr_task7``) and their local pools.
         instruction: ``first`` (prompt_1, default), ``random`` (seeded per qid) or ``none``.
         instruction_seed: Seed of ``random`` instructions.
@@ -154,8 +147,7 @@ def _plan(data: MBEIRDir, cfg: EmbedConfig) -> tuple[list[_Job], list[str] | Non
     pools: dict[str, Path] = {}
     if "local" in cfg.pools:
         if cfg.tasks:
-            pools.update({t.pool.name[len("mbeir_"):-len("_cand_pool.jsonl")]: t.pool
-                          for t in tasks if t.pool is not None})
+            pools.update({pool_stem(t.pool): t.pool for t in tasks if t.pool is not None})
         else:
             others = {"train", "val", "test"} - {cfg.split}
             pools.update({name: p for name, p in data.local_pools().items()
@@ -164,20 +156,14 @@ def _plan(data: MBEIRDir, cfg: EmbedConfig) -> tuple[list[_Job], list[str] | Non
     if "union" in cfg.pools:
         if cfg.split != "test":
             raise ConfigError("the union pool exists for the test split only")
-        local = {n: p for n in UNION_POOL_ORDER if (p := data.pool_file(n)) is not None}
-        global_file = data.root / UNION_TEST_POOL
-        if len(local) < len(UNION_POOL_ORDER) and global_file.is_file():
-            jobs_union = {"union": global_file}
-            union = ["pools/union"]
-        elif local:
-            if len(local) < len(UNION_POOL_ORDER):
-                log.warning("union: %d of %d local test pools present; the union is their "
-                            "concatenation", len(local), len(UNION_POOL_ORDER))
-            jobs_union = local
-            union = [f"pools/{n}" for n in local]
-        else:
-            raise DataNotFoundError(f"{data.root}: no local test pool and no {UNION_TEST_POOL}")
-        pools.update(jobs_union)
+        parts = data.union_pools()
+        if not parts:
+            raise DataNotFoundError(f"{data.root}: no global test pool and no local test pool")
+        if UNION not in parts and len(parts) < len(UNION_POOL_ORDER):
+            log.warning("union: %d of %d local test pools present; the union is their "
+                        "concatenation", len(parts), len(UNION_POOL_ORDER))
+        pools.update(parts)
+        union = [f"pools/{n}" for n in parts]
     jobs += [_Job(f"pools/{name}", "pool", path) for name, path in pools.items()]
     return jobs, union
 
@@ -359,7 +345,7 @@ class _ShardEmbedder:
             keep = []
             for p in prepared:
                 row, line, rec = chunk[p.key]
-                rid = rec.qid if job.kind == "queries" else rec.did
+                rid = rec.id
                 reason = self._check(p, items[p.key], guard)
                 if reason is None:
                     keep.append(p)
@@ -383,7 +369,7 @@ class _ShardEmbedder:
             vectors.append(self.encoder.embed_batch(batch))
             for p in keep:
                 rec = chunk[p.key][2]
-                ids.append(rec.qid if job.kind == "queries" else rec.did)
+                ids.append(rec.id)
         dim = self.encoder.dim
         out = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
         stats: dict[str, Any] = {"rows": len(ids), "input_rows": len(chunk),
@@ -410,12 +396,13 @@ def _open_entry(out: Path, job: _Job, cfg: EmbedConfig, chash: str, dim: int
                 ) -> tuple[dict[str, Any], EntryWriter | None, dict[str, Any] | None]:
     """``(fingerprint, writer, None)`` for an entry to (re)write, ``(fp, None, entry)`` for a
     finished one."""
-    fp = {**source_fingerprint(job.path), "config_hash": chash, "shard_size": cfg.shard_size}
+    fp = {**embedding_files.source_fingerprint(job.path), "config_hash": chash,
+          "shard_size": cfg.shard_size}
     root = out / job.entry
-    if entry_is_current(root, fp):
+    done = embedding_files.finished_entry(root, fp)
+    if done is not None:
         log.info("%s: up to date", job.entry)
-        tidy_entry(root)
-        return fp, None, json.loads((root / "entry.json").read_text("utf-8"))
+        return fp, None, done
     writer = EntryWriter(root, fp, shard_size=cfg.shard_size, dim=dim)
     if writer.done:
         log.info("%s: resuming after %d complete shard(s)", job.entry, writer.done)
@@ -483,23 +470,9 @@ def _start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any]
     """
     key = _config_key(cfg, enc, data)
     chash = config_hash(key)
-    meta_path = out / META_FILE
-    meta: dict[str, Any] = {}
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text("utf-8"))
-        if meta.get("config_hash") != chash:
-            if not cfg.overwrite:
-                raise ConfigError(f"{out} holds embeddings of another config (hash "
-                                  f"{meta.get('config_hash')}, now {chash}); use another "
-                                  "--out or --overwrite")
-            for sub in ("queries", "pools", META_FILE, "config.yaml"):
-                remove_tree(out / sub)
-            meta = {}
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(f".{META_FILE}.*.tmp"):  # a meta.json write cut short by a kill
-        tmp.unlink(missing_ok=True)
+    meta = embedding_files.prepare_dir(out, chash, overwrite=cfg.overwrite)
     write_resolved(cfg, out)
-    meta = {"format": FORMAT, "version": 1,
+    meta = {"format": embedding_files.FORMAT, "version": 1,
             "encoder": {"name": cfg.encoder, "architecture": "clip_sf",
                         "backbone": enc["backbone"], "weights": key["weights"]},
             "dim": enc["dim"], "dtype": "float16", "normalized": False,
@@ -510,7 +483,7 @@ def _start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any]
             "entries": meta.get("entries", {}), "union": meta.get("union"), "run": run}
     if union is not None:
         meta["union"] = union
-    _write_meta(out, meta)
+    embedding_files.write_meta(out, meta)
     return meta, chash
 
 
@@ -585,16 +558,11 @@ def _embed_local(data: MBEIRDir, out: Path, cfg: EmbedConfig, jobs: list[_Job],
                 entry = _finish_entry(job, writer, fp, cfg, encoder.context_length)
             meta["entries"][job.entry] = _summary(entry)
             run["stages"] = {"embed": speed.as_dict()}
-            _write_meta(out, meta)
+            embedding_files.write_meta(out, meta)
     finally:
         if bar is not None:
             bar.stop()
     return meta
-
-
-def _write_meta(out: Path, meta: dict[str, Any]) -> None:
-    with atomic_writer(out / META_FILE) as f:
-        f.write(json.dumps(meta, indent=2) + "\n")
 
 
 def _progress() -> Any:

@@ -6,7 +6,7 @@ The unit of work is one shard: a source file, the shard's index and where its fi
 one encoder and embedding a shard with the single-process code
 (:class:`augret.encode.embed._ShardEmbedder`). The driver consumes the results as they stream
 in, holds back those that arrive early and writes them in exactly the single-process order
-through :class:`~augret.encode.store.EntryWriter`: the files are byte-identical to the
+through :class:`~augret.formats.embeddings.EntryWriter`: the files are byte-identical to the
 ``local`` engine's, and either engine resumes the other's directory.
 
 Failures:
@@ -52,10 +52,10 @@ from augret.encode.embed import (
     _ShardStart,
     _start_meta,
     _summary,
-    _write_meta,
 )
-from augret.encode.store import EntryWriter
 from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
+from augret.formats import embeddings as embedding_files
+from augret.formats.embeddings import EntryWriter
 
 __all__ = ["embed_with_ray", "ray_resources"]
 
@@ -216,7 +216,7 @@ class _Committer:
             assert e.entry is not None
             self.meta["entries"][e.job.entry] = _summary(e.entry)
             self.meta["run"]["stages"] = {k: t.as_dict() for k, t in self.stages.items()}
-            _write_meta(self.out, self.meta)
+            embedding_files.write_meta(self.out, self.meta)
             self.cursor += 1
             self.pos = 0
 

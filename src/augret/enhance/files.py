@@ -6,7 +6,7 @@ import fnmatch
 import os
 from pathlib import Path
 
-from augret.data.mbeir import MBEIRDir
+from augret.data.mbeir import DATA_FOLDERS, MBEIRDir
 
 __all__ = ["link_untouched", "select_files"]
 
@@ -23,8 +23,8 @@ def _candidate_files(d: MBEIRDir, split: str) -> list[Path]:
     files = []
     if other is not None:
         files = [p for p in d.local_pools().values() if not p.name.endswith(f"{other}.jsonl")]
-    union = d.root / "cand_pool" / "global" / f"mbeir_union_{split}_cand_pool.jsonl"
-    if union.is_file():
+    union = d.global_pool_file(split)
+    if union is not None:
         files.append(union)
     return files
 
@@ -56,7 +56,7 @@ def link_untouched(d: MBEIRDir, out_root: Path, produced: set[Path]) -> int:
     Returns the number of links made.
     """
     made = 0
-    for top in ("query", "cand_pool", "qrels", "instructions"):
+    for top in DATA_FOLDERS:
         base = d.root / top
         if not base.is_dir():
             continue

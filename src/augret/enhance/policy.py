@@ -73,14 +73,12 @@ PASSTHROUGH = Route("passthrough")
 
 def route(record: Query | Candidate, policy: Policy = Policy()) -> Route:
     """The treatment of a query or candidate under ``policy``."""
+    if not record.image_path:
+        return PASSTHROUGH
     if isinstance(record, Candidate):
-        if not record.img_path:
-            return PASSTHROUGH
         return Route("caption_candidate", send_image=True, max_words=policy.candidate_caption_words,
                      max_new_tokens=policy.candidate_tokens)
-    if not record.query_img_path:
-        return PASSTHROUGH
-    text = (record.query_txt or "").strip()
+    text = (record.text or "").strip()
     if not text:
         return Route("caption_query", send_image=True, max_words=policy.query_caption_words,
                      max_new_tokens=policy.query_tokens)

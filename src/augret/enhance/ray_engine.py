@@ -43,9 +43,7 @@ from augret.enhance.prompts import load_prompts
 from augret.enhance.runner import (
     _chunks,
     _count_lines,
-    _image_path,
     _prepare,
-    _source_text,
     _watch_failures,
 )
 from augret.errors import BackendError
@@ -182,12 +180,12 @@ def _plan(ctx: Any, paths: Sequence[Path], sides: Sequence[str], ledger: _Ledger
                 if not (it.route.generates and it.status == "pending" and it.error is None):
                     continue
                 rec = it.record
-                img = _image_path(rec)
+                img = rec.image_path
                 work.append((it.key, json.dumps({
-                    "key": it.key, "route": asdict(it.route), "text": _source_text(rec),
+                    "key": it.key, "route": asdict(it.route), "text": rec.text,
                     "image": str(ctx.data.resolve_image(img)) if it.route.send_image else None,
                     "name": img or "",
-                    "id": getattr(rec, "qid", None) or getattr(rec, "did", ""),
+                    "id": rec.id,
                 }, ensure_ascii=False)))
             ledger.add_work(work)
             tp.add(len(items))

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from augret.config import config_to_dict, write_resolved
-from augret.data.jsonl import atomic_writer, iter_jsonl
-from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
+from augret.data.jsonl import atomic_writer, iter_jsonl, read_json, write_json
+from augret.data.mbeir import MBEIRDir, write_layout
 from augret.data.records import Candidate, Query
 from augret.data.text import format_string
 from augret.enhance.backends.base import Backend, GenerationParams, GenerationResult
@@ -97,21 +97,13 @@ class _Context:
     ledger: Any = None
 
 
-def _source_text(rec: Query | Candidate) -> str | None:
-    return rec.query_txt if isinstance(rec, Query) else rec.txt
-
-
-def _image_path(rec: Query | Candidate) -> str | None:
-    return rec.query_img_path if isinstance(rec, Query) else rec.img_path
-
-
 def _prepare_one(ctx: _Context, item: _Item) -> None:
     """Read and hash the image (if sent) and compute the store key. Runs in a worker."""
     rec, r = item.record, item.route
     assert rec is not None
     digest = None
     if r.send_image:
-        path = ctx.data.resolve_image(_image_path(rec) or "")
+        path = ctx.data.resolve_image(rec.image_path or "")
         try:
             data = read_image_bytes(path)
         except ImageError as exc:
@@ -120,14 +112,14 @@ def _prepare_one(ctx: _Context, item: _Item) -> None:
         digest = image_digest(data)
         item.image = data  # decoded later, only if it must be generated
     item.key = item_key(backend=ctx.backend, prompts=ctx.prompts, params=ctx.params, route=r,
-                        max_pixels=ctx.cfg.max_pixels, text=_source_text(rec),
+                        max_pixels=ctx.cfg.max_pixels, text=rec.text,
                         image_sha256=digest)
 
 
 def _decode_one(ctx: _Context, item: _Item) -> None:
     try:
         item.image = load_image(item.image, max_pixels=ctx.cfg.max_pixels,
-                                name=_image_path(item.record) or "")
+                                name=item.record.image_path or "")
     except ImageError as exc:
         item.error, item.image = str(exc), None
 
@@ -174,8 +166,8 @@ def _watch_failures(ctx: _Context, all_failed: bool, last_error: str | None,
 
 def _call_backend(ctx: _Context, heads: list[_Item]) -> list[GenerationResult]:
     requests = [
-        item_request(ctx.prompts, h.route, _source_text(h.record),  # type: ignore[arg-type]
-                     h.image, getattr(h.record, "qid", None) or getattr(h.record, "did", ""))
+        item_request(ctx.prompts, h.route, h.record.text,  # type: ignore[union-attr]
+                     h.image, h.record.id)  # type: ignore[union-attr]
         for h in heads
     ]
     results = ctx.backend.generate(requests, ctx.params)
@@ -230,8 +222,7 @@ def _output_row(ctx: _Context, item: _Item) -> dict[str, Any]:
     rec = item.record
     assert rec is not None
     row = rec.to_dict()
-    is_query = isinstance(rec, Query)
-    txt_key, raw_key = ("query_txt", "query_txt_raw") if is_query else ("txt", "txt_raw")
+    txt_key, raw_key = rec.TEXT_FIELD, rec.RAW_TEXT_FIELD
     original = row.get(txt_key)
     row.setdefault(raw_key, original)
     info: dict[str, Any] = {"task": item.route.kind}
@@ -328,7 +319,7 @@ def _enhance_file(ctx: _Context, path: Path, side: str, out_path: Path, progress
                     counts.failed += 1
                     _record_failure(ctx, {
                         "file": rel, "line": it.line,
-                        "id": getattr(it.record, "qid", None) or getattr(it.record, "did", None),
+                        "id": it.record.id if it.record is not None else None,
                         "task": it.route.kind, "error": it.error})
                 elif it.status == "generated":
                     counts.generated += 1
@@ -418,7 +409,7 @@ def enhance(
                    ThreadPoolExecutor(max(1, cfg.workers)),
                    new_failures.open("w", encoding="utf-8"))
     report_path = out_root / REPORT_FILE
-    report = json.loads(report_path.read_text("utf-8")) if report_path.is_file() else {}
+    report = read_json(report_path) if report_path.is_file() else {}
     per_file: dict[str, Any] = report.get("files", {})
     started = time.perf_counter()
     run_counts = FileCounts()
@@ -445,9 +436,8 @@ def enhance(
         if own_backend:
             backend.close()
     link_untouched(src, out_root, {p.relative_to(src.root) for p, _ in files})
-    (out_root / LAYOUT_FILE).write_text(json.dumps(
-        {"image_root": str(src.image_root.resolve()), "source": str(src.root.resolve())},
-        indent=2) + "\n", "utf-8")
+    write_layout(out_root, {"image_root": str(src.image_root.resolve()),
+                            "source": str(src.root.resolve())})
     seconds = time.perf_counter() - started
     report = {
         "model": backend.model_id, "revision": backend.revision, "backend": backend.name,
@@ -459,8 +449,7 @@ def enhance(
                      "tokens_per_s": run_counts.output_tokens / seconds if seconds else 0.0},
         "config": config_to_dict(cfg),
     }
-    with atomic_writer(report_path) as f:
-        json.dump(report, f, indent=2)
+    write_json(report_path, report, newline=False)
     _merge_failures(out_root / FAILURES_FILE, new_failures,
                     {str(p.relative_to(src.root)) for p, _ in files})
     new_failures.unlink()

@@ -9,7 +9,6 @@ its provenance. Several processes may share one store file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from augret._paths import cache_dir
+from augret.formats.fingerprint import stable_hash
 
 __all__ = ["Generation", "GenerationStore", "default_store_path", "generation_key"]
 
@@ -54,12 +54,10 @@ def generation_key(
     text: str | None,
     image_sha256: str | None,
 ) -> str:
-    """The content address of one generation (hex SHA-256)."""
-    payload = json.dumps(
-        [model, revision, prompt_version, route, params, text, image_sha256],
-        sort_keys=True, ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """The content address of one generation: the full hex SHA-256 of its parts' JSON (text
+    hashed as UTF-8, not escaped; see :func:`augret.formats.fingerprint.stable_hash`)."""
+    return stable_hash([model, revision, prompt_version, route, params, text, image_sha256],
+                       length=None, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

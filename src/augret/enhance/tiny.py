@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from augret._lazy import require
 from augret._paths import cache_dir
+from augret.data.jsonl import read_json_or_none
 from augret.enhance.backends._hf import quiet_progress
 from augret.errors import ConfigError
 
@@ -433,9 +434,8 @@ def _is_complete(path: Path, preset: str) -> bool:
     marker = path / MARKER_FILE
     if not marker.is_file():
         return False
-    try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    info = read_json_or_none(marker)
+    if info is None:
         return False
     return info.get("preset") == preset and info.get("version") == TINY_VERSION
 

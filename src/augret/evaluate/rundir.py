@@ -1,6 +1,7 @@
 """Evaluate a directory of M-BEIR run files against the qrels of an M-BEIR directory.
 
-Run-file naming (both accepted, in ``RUN_DIR`` itself or in ``RUN_DIR/run_files``):
+Run-file naming (both accepted, in ``RUN_DIR`` itself or in ``RUN_DIR/run_files``; the rule
+is :func:`augret.data.mbeir.parse_run_file_name`):
 
 * augret's convention: ``<task name>_<pool>.<ext>`` with pool ``local`` or ``union`` and ext
   ``run``, ``txt``, ``trec`` or ``json``, e.g. ``cirr_task7_local.run``,
@@ -13,12 +14,11 @@ Other files are ignored. Two files naming the same (task, pool) are an error.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from augret.data.ids import MBEIR_TEST_TASKS, eval_task
-from augret.data.mbeir import MBEIRDir
+from augret.data.ids import MBEIR_TEST_TASKS, eval_task, find_eval_task
+from augret.data.mbeir import MBEIRDir, parse_run_file_name, run_file_name
 from augret.data.qrels import Qrels, read_qrels
 from augret.errors import ConfigError, DataNotFoundError
 from augret.evaluate.metrics import EvalResult, evaluate
@@ -27,18 +27,6 @@ from augret.evaluate.runs import read_run
 __all__ = ["evaluate_run_dir", "find_run_files", "run_file_name"]
 
 log = logging.getLogger(__name__)
-
-_OURS = re.compile(r"^(?P<name>[a-z0-9]+_task\d)_(?P<pool>local|union)\.(run|txt|trec|json)$")
-_UNIIR = re.compile(r"^mbeir_(?P<name>[a-z0-9]+_task\d)_(?P<pool>single|union)_pool_test_k\d+"
-                    r"_run\.txt$")
-_TASK_NAMES = {t.name for t in MBEIR_TEST_TASKS}
-
-
-def run_file_name(task: str, pool: str) -> str:
-    """augret's file name for a run: ``<task>_<pool>.run``, e.g. ``cirr_task7_union.run``."""
-    if pool not in ("local", "union"):
-        raise ConfigError(f"pool must be 'local' or 'union', got {pool!r}")
-    return f"{eval_task(task).name}_{pool}.run"
 
 
 def find_run_files(run_dir: str | Path) -> dict[tuple[str, str], Path]:
@@ -56,13 +44,12 @@ def find_run_files(run_dir: str | Path) -> dict[tuple[str, str], Path]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
-            m = _OURS.match(path.name) or _UNIIR.match(path.name)
-            if m is None or not path.is_file():
+            key = parse_run_file_name(path.name)
+            if key is None or not path.is_file():
                 continue
-            if m["name"] not in _TASK_NAMES:
-                log.warning("%s: %s is not an M-BEIR test task; skipped", path, m["name"])
+            if find_eval_task(key[0]) is None:
+                log.warning("%s: %s is not an M-BEIR test task; skipped", path, key[0])
                 continue
-            key = (m["name"], "local" if m["pool"] == "single" else m["pool"])
             if key in found:
                 raise ConfigError(f"two run files for {key[0]} ({key[1]}): {found[key]} and "
                                   f"{path}")

@@ -5,26 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from augret.data.ids import UNION_POOL_ORDER, eval_task
-from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir
+from augret.data.mbeir import MBEIRDir
 from augret.enhance.files import select_files
 from augret.experiment.config import ExperimentConfig
 
 __all__ = ["stage_files"]
 
 
-def _eval_names(cfg: ExperimentConfig, split: str, side: str) -> set[str]:
-    """File names the selected tasks read on the evaluated split."""
-    tasks = [eval_task(t) for t in cfg.tasks or []]
+def _eval_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) -> set[Path]:
+    """The files the selected tasks read on the evaluated split."""
+    tasks = [t for t in data.tasks(split) if t.task.name in set(cfg.tasks or [])]
     if side == "queries":
-        return {f"mbeir_{t.name}_{split}.jsonl" for t in tasks}
-    names: set[str] = set()
+        return {t.queries for t in tasks}
+    files: set[Path] = set()
     if "local" in cfg.pools:
-        names |= {f"mbeir_{t.pool}_cand_pool.jsonl" for t in tasks}
-    if "union" in cfg.pools:  # every task searches the whole union
-        names |= {f"mbeir_{n}_cand_pool.jsonl" for n in UNION_POOL_ORDER}
-        names.add(Path(UNION_TEST_POOL).name)
-    return names
+        files |= {t.pool for t in tasks if t.pool is not None}
+    if "union" in cfg.pools and split == "test":  # every task searches the whole union
+        files |= set(data.union_pool_files())
+    return files
 
 
 def _train_files(cfg: ExperimentConfig, data: MBEIRDir, side: str) -> list[Path]:
@@ -44,11 +42,12 @@ def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) ->
 
     As ``augret enhance`` selects them (``cfg.enhance.files`` applies), narrowed to what the
     experiment reads: on the evaluated split, when ``cfg.tasks`` is set, those tasks' query
-    files and the pools they search (their local pools; with the ``union`` pool every pool of
-    the union, since each task searches all of it); on the training split the files training
-    reads (UniIR's union training file and pool, or the recipe's ``data.train_file`` /
-    ``data.train_pool`` overrides) when present: the per-dataset files the union training file
-    was built from are not read, and the union file cannot be split by task.
+    files and the pools they search (their local pools; with the ``union`` pool the union's
+    files, :meth:`MBEIRDir.union_pool_files`, since each task searches all of it); on the
+    training split the files training reads (UniIR's union training file and pool, or the
+    recipe's ``data.train_file`` / ``data.train_pool`` overrides) when present: the
+    per-dataset files the union training file was built from are not read, and the union file
+    cannot be split by task.
 
     Args:
         cfg: The experiment config.
@@ -58,8 +57,8 @@ def stage_files(cfg: ExperimentConfig, data: MBEIRDir, split: str, side: str) ->
     """
     files = [p for p, _ in select_files(data, split, side, cfg.enhance.files)]
     if cfg.tasks and split == cfg.splits.eval:
-        names = _eval_names(cfg, split, side)
-        files = [p for p in files if p.name in names]
+        wanted = _eval_files(cfg, data, split, side)
+        files = [p for p in files if p in wanted]
     elif split == cfg.splits.train:
         used = [p for p in _train_files(cfg, data, side) if p in files]
         if used:

@@ -28,7 +28,7 @@ from typing import Any
 from augret.config import config_to_dict, load_config
 from augret.data.ids import UNION_POOL_ORDER
 from augret.data.jsonl import atomic_writer
-from augret.data.mbeir import UNION_TEST_POOL, MBEIRDir, TaskFiles
+from augret.data.mbeir import UNION, MBEIRDir, TaskFiles
 from augret.enhance.policy import Policy
 from augret.errors import ConfigError
 from augret.experiment.config import ExperimentConfig
@@ -233,12 +233,7 @@ def _pool_files(cfg: ExperimentConfig, data: MBEIRDir, tasks: list[TaskFiles]
                      if not any(n.endswith(f"_{o}") for o in others)}
     union: dict[str, Path] = {}
     if "union" in cfg.pools and split == "test":
-        parts = {n: p for n in UNION_POOL_ORDER if (p := data.pool_file(n)) is not None}
-        global_file = data.root / UNION_TEST_POOL
-        if len(parts) < len(UNION_POOL_ORDER) and global_file.is_file():
-            union = {"union": global_file}
-        else:
-            union = parts
+        union = data.union_pools()
     return local, union
 
 
@@ -250,16 +245,16 @@ def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) ->
     local, union = _pool_files(cfg, data, tasks)
     local_rows = sum(rows(p) for p in local.values())
     union_rows = sum(rows(p) for p in union.values())
-    # The union index is the concatenation of the local pools' embeddings (UniIR's embedder):
-    # each pool file is embedded once.
+    # Each pool file is embedded once: a union of local pools reuses their embeddings (UniIR's
+    # embedder); a global union file is embedded on its own.
     pool_rows = sum(rows(p) for p in {**local, **union}.values())
     if not tasks:
         out.notes.append(f"no {cfg.splits.eval} query files of the selected tasks")
     if not local and not union:
         out.notes.append("no candidate pool in the data directory: pool embeddings and "
                          "indexes are 0")
-    elif "union" in union:
-        out.notes.append("union index from the global union file (local pools incomplete)")
+    elif UNION in union:
+        out.notes.append("union index from the global test pool file (embedded on its own)")
     elif "union" in cfg.pools and len(union) < len(UNION_POOL_ORDER):
         out.notes.append(f"union pool = concatenation of {len(union)}/{len(UNION_POOL_ORDER)} "
                          "local test pools present")

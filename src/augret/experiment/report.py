@@ -14,7 +14,6 @@ condition's run directory (``<task>_<local|union>.run`` files, see
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from augret.data.ids import eval_task
-from augret.data.jsonl import atomic_writer
-from augret.errors import ConfigError, DataNotFoundError
+from augret.data.jsonl import atomic_writer, read_json, write_json
+from augret.errors import ConfigError, DataFormatError
 from augret.evaluate.compare import Comparison, compare_results
 from augret.evaluate.metrics import EvalResult
 from augret.evaluate.rundir import evaluate_run_dir
@@ -77,14 +76,11 @@ def load_conditions(path: str | Path) -> dict[str, dict[str, str]]:
         ConfigError: It is not such a mapping.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) and "run_dir" in v
-                                             for v in data.values()):
+        data = read_json(path)
+    except DataFormatError as exc:
+        raise ConfigError(str(exc)) from None
+    if not all(isinstance(v, dict) and "run_dir" in v for v in data.values()):
         raise ConfigError(f"{path}: expected {{name: {{\"run_dir\": ..., \"data_dir\": ...}}}}")
     out = {}
     for name, spec in data.items():
@@ -242,12 +238,8 @@ def write_report(out_dir: str | Path, conditions: Mapping[str, Any], baseline: s
 
     with atomic_writer(out / "report.md") as f:
         f.write(render_markdown(data, tables, comparisons))
-    with atomic_writer(out / "results.json") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    with atomic_writer(out / CONDITIONS_FILE) as f:
-        json.dump(specs, f, indent=2)
-        f.write("\n")
+    write_json(out / "results.json", data)
+    write_json(out / CONDITIONS_FILE, specs)
     log.info("report written to %s", out / "report.md")
     return Report(out, out / "report.md", out / "results.json", written, data)
 

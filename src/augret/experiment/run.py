@@ -39,7 +39,7 @@ from augret.data.mbeir import MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
 from augret.experiment.config import ENHANCED_DIRS, Condition, ExperimentConfig
 from augret.experiment.state import ExperimentState
-from augret.pipeline.stages import file_stats, fingerprint
+from augret.formats.fingerprint import file_stats, fingerprint
 
 __all__ = ["SAMPLE", "enhance_stage", "resolve_recipe", "run_experiment"]
 
@@ -112,8 +112,7 @@ class _Runner:
         root = Path(self.cfg.data_dir).resolve()
         if not root.is_dir():
             raise DataNotFoundError(f"{root}: no such data directory")
-        files = sorted(p for top in ("query", "cand_pool", "qrels")
-                       for p in (root / top).rglob("*.jsonl") if p.is_file())
+        files = MBEIRDir(root).data_files()
         self.fps["data"] = fingerprint(str(root.resolve()), file_stats(files))
         return root
 

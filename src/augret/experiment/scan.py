@@ -183,7 +183,8 @@ class KeyScanner:
                     out: StageScan, counts: dict[str, int], stage_keys: dict[str, UniqueCounter],
                     stage_images: UniqueCounter, stage_missing: UniqueCounter) -> None:
         routed = [(rec, route(rec, self.policy)) for rec in chunk]
-        images = self._image_keys(pool, [_image(rec) or "" for rec, r in routed if r.send_image])
+        images = self._image_keys(pool, [rec.image_path or "" for rec, r in routed
+                                         if r.send_image])
         for rec, r in routed:
             counts["rows"] += 1
             out.rows += 1
@@ -197,7 +198,7 @@ class KeyScanner:
             rc.rows += 1
             image_key = None
             if r.send_image:
-                image_key, missing = images[_image(rec) or ""]
+                image_key, missing = images[rec.image_path or ""]
                 stage_images.add(key_hash(image_key))
                 if missing:
                     rc.missing_rows += 1
@@ -206,13 +207,6 @@ class KeyScanner:
                     stage_missing.add(key_hash(image_key))
                     if len(out.missing_examples) < 5 and image_key not in out.missing_examples:
                         out.missing_examples.append(image_key.removeprefix("path:"))
-            text = _text(rec) if r.send_text else None
+            text = rec.text if r.send_text else None
             stage_keys.setdefault(r.kind, UniqueCounter()).add(key_hash(r.kind, text, image_key))
 
-
-def _image(rec: Query | Candidate) -> str | None:
-    return rec.query_img_path if isinstance(rec, Query) else rec.img_path
-
-
-def _text(rec: Query | Candidate) -> str | None:
-    return rec.query_txt if isinstance(rec, Query) else rec.txt

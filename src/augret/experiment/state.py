@@ -6,13 +6,12 @@ whose fingerprint matches a ``done`` entry is skipped on the next run.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from augret.data.jsonl import atomic_writer
+from augret.data.jsonl import read_json, write_json
 
 __all__ = ["STATE_FILE", "ExperimentState"]
 
@@ -31,9 +30,7 @@ class ExperimentState:
 
     def __init__(self, out_dir: Path, name: str) -> None:
         self.path = Path(out_dir) / STATE_FILE
-        data: dict[str, Any] = {}
-        if self.path.is_file():
-            data = json.loads(self.path.read_text("utf-8"))
+        data: dict[str, Any] = read_json(self.path) if self.path.is_file() else {}
         self.name = name
         self.stages: dict[str, dict[str, Any]] = data.get("stages", {})
 
@@ -61,6 +58,4 @@ class ExperimentState:
 
     def save(self) -> None:
         """Write ``experiment.json`` atomically."""
-        with atomic_writer(self.path) as f:
-            json.dump({"name": self.name, "stages": self.stages}, f, indent=2, default=str)
-            f.write("\n")
+        write_json(self.path, {"name": self.name, "stages": self.stages}, default=str)

@@ -64,7 +64,7 @@ def _cand(ctx: Any, did: str, size: int) -> str:
     if c is None:
         return f'<div><div class="meta">{escape(did)} (not in the pool files)</div></div>'
     enh = ctx.enh_cands.get(did)
-    text = c.extra.get("txt_raw", c.txt) or ""  # the data dir may itself be enhanced
+    text = c.raw_text or ""  # the data dir may itself be enhanced
     vlm = enh.txt if enh is not None else (c.txt if "txt_raw" in c.extra else None)
     parts = [_img(ctx, c.img_path, size), "<div>"]
     if text:
@@ -95,7 +95,7 @@ def _query_block(ctx: Any, e: Any) -> str:
     if raw is None:
         return f'<div class="query meta">query {escape(e.qid)} not in the query file</div>'
     enh = ctx.enh_queries.get(e.qid) or (raw if "query_txt_raw" in raw.extra else None)
-    raw_text = raw.extra.get("query_txt_raw", raw.query_txt) or ""
+    raw_text = raw.raw_text or ""
     lines = [f'<div><span class="lab">query</span>{escape(raw_text) or "<i>(image only)</i>"}'
              "</div>"]
     if enh is not None and (enh.query_txt or "") != raw_text:

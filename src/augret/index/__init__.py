@@ -12,11 +12,12 @@
 faiss and bm25s are imported only when used (``pip install 'augret[index]'``).
 """
 
+from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
+from augret.formats.indexes import index_dirs, read_meta
 from augret.index.bm25 import BM25Index, Tokenizer, build_bm25_index
 from augret.index.build import build_bm25_indexes, build_dense_indexes, build_pool_index
 from augret.index.config import BM25Config, IndexConfig, SearchConfig
 from augret.index.dense import DenseIndex, build_index
-from augret.index.embeddings import EmbeddingDir, EmbeddingEntry, VectorSet
 from augret.index.fusion import fuse_run_dirs, fuse_runs
 from augret.index.pools import UNION, pool_entries
 from augret.index.runs import (
@@ -28,7 +29,8 @@ from augret.index.runs import (
     write_runs,
 )
 from augret.index.search import SearchResult, search
-from augret.index.store import index_dirs, load_index, read_meta
+from augret.index.store import load_index
+from augret.index.vectors import VectorSet
 
 __all__ = [
     "UNION",

@@ -21,22 +21,24 @@ from augret import __version__
 from augret._lazy import require
 from augret.config import config_hash, config_to_dict, write_resolved
 from augret.data.ids import MODALITIES
-from augret.data.mbeir import MBEIRDir, iter_candidates
+from augret.data.mbeir import UNION, MBEIRDir, iter_candidates
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
-from augret.index._progress import progress as progress_bar
-from augret.index.config import BM25Config
-from augret.index.pools import UNION, check_unique
-from augret.index.search import SearchResult, modality_mask, ranked_search
-from augret.index.store import (
-    BM25_DIR,
+from augret.formats.fingerprint import stable_hash
+from augret.formats.indexes import (
     begin_write,
+    payload_path,
     read_ids,
     read_meta,
     read_modalities,
+    source_info,
     write_ids,
     write_meta,
     write_modalities,
 )
+from augret.index._progress import progress as progress_bar
+from augret.index.config import BM25Config
+from augret.index.pools import check_unique
+from augret.index.search import SearchResult, modality_mask, ranked_search
 
 __all__ = ["BM25Index", "Tokenizer", "bm25_pool_files", "build_bm25_index"]
 
@@ -176,12 +178,13 @@ class BM25Index:
         meta = read_meta(path)
         if meta["kind"] != "bm25":
             raise DataFormatError(f"a {meta['kind']} index, not BM25", path=path)
-        if not (path / BM25_DIR).is_dir():
-            raise DataFormatError(f"no {BM25_DIR}/ folder", path=path)
+        payload = payload_path(path, "bm25")
+        if not payload.is_dir():
+            raise DataFormatError(f"no {payload.name}/ folder", path=path)
         ids = read_ids(path)
         if backend == "auto":
             backend = "numba" if _has_numba() and len(ids) >= NUMBA_MIN_DOCS else "numpy"
-        model = bm25s.BM25.load(str(path / BM25_DIR), mmap=mmap, show_progress=False,
+        model = bm25s.BM25.load(str(payload), mmap=mmap, show_progress=False,
                                 backend=backend)
         return cls(model, ids, meta, read_modalities(path, len(ids)))
 
@@ -189,7 +192,7 @@ class BM25Index:
         """Write the index directory (``meta.json`` last). Returns it."""
         out_dir = Path(out_dir)
         begin_write(out_dir)
-        self.model.save(str(out_dir / BM25_DIR), show_progress=False)
+        self.model.save(str(payload_path(out_dir, "bm25")), show_progress=False)
         write_ids(out_dir, self.ids)
         write_modalities(out_dir, self.modalities)
         self.meta["modalities"] = self.modalities is not None
@@ -267,20 +270,16 @@ def _has_numba() -> bool:
 def bm25_pool_files(data: MBEIRDir, pool: str) -> list[Path]:
     """The pool files of ``pool`` in an M-BEIR directory.
 
-    The union is the concatenation of the local test pools in UniIR's order (the same rows
-    as the dense union, and the enhanced local pools in an enhanced directory); the global
-    union file is used only when no local pool is present.
+    The union's files are :meth:`MBEIRDir.union_pool_files` (the global test pool when
+    present, else the local test pools), the same candidates as the dense union.
 
     Raises:
         DataNotFoundError: No such pool.
     """
     if pool == UNION:
-        from augret.data.ids import UNION_POOL_ORDER
-
-        files = [p for n in UNION_POOL_ORDER if (p := data.pool_file(n)) is not None]
-        files = files or data.union_pool_files()
+        files = data.union_pool_files()
         if not files:
-            raise DataNotFoundError(f"{data.root}: no union pool and no local test pool")
+            raise DataNotFoundError(f"{data.root}: no global test pool and no local test pool")
         return files
     path = data.pool_file(pool)
     if path is None:
@@ -293,15 +292,10 @@ def _candidate_rows(files: Sequence[Path], field: str, sink: dict[str, list]
     index = {m: i for i, m in enumerate(MODALITIES)}
     for path in files:
         for c in iter_candidates(path):
-            sink["ids"].append(c.did)
+            sink["ids"].append(c.id)
             sink["modalities"].append(index[c.modality])
-            text = c.txt if field == "txt" else c.extra.get(field, c.txt)
+            text = c.field_text(field)
             yield text if isinstance(text, str) else None
-
-
-def _file_info(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime}
 
 
 def build_bm25_index(data_dir: str | Path, out_dir: str | Path, *, pool: str,
@@ -317,15 +311,11 @@ def build_bm25_index(data_dir: str | Path, out_dir: str | Path, *, pool: str,
         force: Rebuild even when an up-to-date index exists.
         progress: Show progress bars.
     """
-    import hashlib
-    import json
-
     cfg = cfg or BM25Config()
     data = MBEIRDir(data_dir)
     files = bm25_pool_files(data, pool)
-    sources = [_file_info(f) for f in files]
-    fingerprint = hashlib.sha256(json.dumps([config_hash(cfg), sources], sort_keys=True)
-                                 .encode()).hexdigest()[:16]
+    sources = [source_info(f) for f in files]
+    fingerprint = stable_hash([config_hash(cfg), sources])
     out_dir = Path(out_dir)
     if not force:
         try:

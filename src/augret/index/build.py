@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from augret.data.mbeir import MBEIRDir
+from augret.data.mbeir import UNION, MBEIRDir
 from augret.errors import DataNotFoundError
+from augret.formats.embeddings import EmbeddingDir
 from augret.index.bm25 import build_bm25_index
 from augret.index.config import BM25Config, IndexConfig
 from augret.index.dense import DenseIndex, build_index
-from augret.index.embeddings import EmbeddingDir, VectorSet
-from augret.index.pools import UNION, modalities_from_pools, pool_entries, pool_names
+from augret.index.pools import modalities_from_pools, pool_entries, pool_names
+from augret.index.vectors import VectorSet
 
 __all__ = ["build_bm25_indexes", "build_dense_indexes", "build_pool_index"]
 
@@ -27,8 +28,8 @@ def build_pool_index(emb_dir: str | Path, out_dir: str | Path, *, pool: str,
     Args:
         emb_dir: The embedding directory.
         out_dir: The index directory to write.
-        pool: A ``pools/<pool>`` entry name, or ``union`` (a ``pools/union`` entry, else the
-            local M-BEIR pools concatenated in UniIR's order).
+        pool: A ``pools/<pool>`` entry name, or ``union`` (see
+            :func:`augret.index.pools.pool_entries`).
         cfg: Build parameters (default: exact).
         modalities: Store each candidate's modality for the modality filter: ``True``
             requires the pool files, ``None`` stores them when the pool files are found,

@@ -20,16 +20,11 @@ import numpy as np
 from augret import __version__
 from augret.config import config_hash, config_to_dict, write_resolved
 from augret.errors import ConfigError, DataFormatError
-from augret.index import _faiss
-from augret.index._progress import progress as progress_bar
-from augret.index.config import IndexConfig, check_gpu_mode
-from augret.index.embeddings import EmbeddingEntry, VectorSet, l2_normalize
-from augret.index.pools import check_unique
-from augret.index.recall import exact_topk, recall_at_k
-from augret.index.search import SearchResult, modality_mask, ranked_search
-from augret.index.store import (
-    FAISS_FILE,
+from augret.formats.embeddings import EmbeddingEntry
+from augret.formats.fingerprint import stable_hash
+from augret.formats.indexes import (
     begin_write,
+    payload_path,
     read_ids,
     read_meta,
     read_modalities,
@@ -37,6 +32,13 @@ from augret.index.store import (
     write_meta,
     write_modalities,
 )
+from augret.index import _faiss
+from augret.index._progress import progress as progress_bar
+from augret.index.config import IndexConfig, check_gpu_mode
+from augret.index.pools import check_unique
+from augret.index.recall import exact_topk, recall_at_k
+from augret.index.search import SearchResult, modality_mask, ranked_search
+from augret.index.vectors import VectorSet, l2_normalize
 
 __all__ = ["DenseIndex", "build_index"]
 
@@ -116,9 +118,9 @@ class DenseIndex:
             raise DataFormatError("this is a BM25 index; open it with BM25Index.load",
                                   path=path)
         fa = _faiss.faiss()
-        file = path / FAISS_FILE
+        file = payload_path(path, meta["kind"])
         if not file.is_file():
-            raise DataFormatError(f"no {FAISS_FILE}", path=path)
+            raise DataFormatError(f"no {file.name}", path=path)
         index = fa.read_index(str(file))
         ids = read_ids(path)
         out = cls(index, ids, meta, read_modalities(path, len(ids)), gpu=gpu)
@@ -132,9 +134,10 @@ class DenseIndex:
         out_dir = Path(out_dir)
         fa = _faiss.faiss()
         begin_write(out_dir)
-        tmp = out_dir / f".{FAISS_FILE}.tmp"
+        file = payload_path(out_dir, self.kind)
+        tmp = file.with_name(f".{file.name}.tmp")
         fa.write_index(self.index, str(tmp))
-        tmp.replace(out_dir / FAISS_FILE)
+        tmp.replace(file)
         write_ids(out_dir, self.ids)
         write_modalities(out_dir, self.modalities)
         self.meta["modalities"] = self.modalities is not None
@@ -276,12 +279,8 @@ def _measure_recall(fa: Any, index: DenseIndex, vectors: VectorSet, cfg: IndexCo
 
 def _fingerprint(cfg: IndexConfig, vectors: VectorSet, sources: list[dict[str, Any]],
                  with_modalities: bool) -> str:
-    import hashlib
-    import json
-
-    blob = json.dumps([config_hash(cfg, exclude=("gpu", "batch_rows")), sources,
-                       with_modalities, len(vectors)], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return stable_hash([config_hash(cfg, exclude=("gpu", "batch_rows")), sources,
+                        with_modalities, len(vectors)])
 
 
 def build_index(vectors: VectorSet | Sequence[EmbeddingEntry], out_dir: str | Path | None,
@@ -338,7 +337,7 @@ def build_index(vectors: VectorSet | Sequence[EmbeddingEntry], out_dir: str | Pa
             old = read_meta(out_dir)
         except Exception:  # no index there yet (or a broken one): build
             old = {}
-        if old.get("fingerprint") == fingerprint and (Path(out_dir) / FAISS_FILE).is_file():
+        if old.get("fingerprint") == fingerprint and payload_path(out_dir, cfg.kind).is_file():
             log.info("%s is up to date (same entries and config); not rebuilt", out_dir)
             return DenseIndex.load(out_dir, gpu=cfg.gpu)
     t0 = time.perf_counter()

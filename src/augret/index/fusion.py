@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from augret.data.mbeir import run_file_name
 from augret.errors import ConfigError, DataNotFoundError
 from augret.evaluate.rundir import find_run_files
 from augret.evaluate.runs import Run, read_run, write_run
@@ -98,8 +99,6 @@ def fuse_run_dirs(run_dirs: Sequence[str | Path], out_dir: str | Path,
         ConfigError: Weights of the wrong length.
         DataNotFoundError: No run file in any directory.
     """
-    from augret.evaluate.rundir import run_file_name
-
     weights = [1.0] * len(run_dirs) if weights is None else list(weights)
     if len(weights) != len(run_dirs):
         raise ConfigError(f"{len(weights)} weights for {len(run_dirs)} run directories")

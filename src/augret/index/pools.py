@@ -1,9 +1,13 @@
 """Which embedding entries make up a pool, id uniqueness, and candidate modalities.
 
-A local pool is its ``pools/<pool>`` entry. The union pool is, in this order of preference:
-the entries listed by ``meta.json``'s ``union`` (the embedder records them), a
-``pools/union`` entry, or the local pool entries present in UniIR's order
-(:data:`augret.data.ids.UNION_POOL_ORDER`), as UniIR's embedder concatenates them.
+A local pool is its ``pools/<pool>`` entry. The union pool follows the one union rule,
+:meth:`augret.data.MBEIRDir.union_pools` (the global test pool when present, else the local
+test pools in UniIR's order). Its entries are, in this order of preference: those listed by
+``meta.json``'s ``union`` (the embedder records the rule's parts), a ``pools/union`` entry
+(the embedded global pool), or the rule applied to the embedding directory's data
+directory: its local test pool entries, or an error when the data directory's union is a
+global pool that was not embedded. Without a data directory at hand, the local M-BEIR pool
+entries present, in UniIR's order.
 """
 
 from __future__ import annotations
@@ -16,15 +20,13 @@ import numpy as np
 
 from augret.data.ids import MODALITIES, UNION_POOL_ORDER
 from augret.data.lookup import PoolLookup
-from augret.data.mbeir import MBEIRDir
+from augret.data.mbeir import UNION, MBEIRDir
 from augret.errors import DataFormatError, DataNotFoundError
-from augret.index.embeddings import EmbeddingDir, EmbeddingEntry
+from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
 
 __all__ = ["UNION", "check_unique", "modalities_from_pools", "pool_entries", "pool_names"]
 
 log = logging.getLogger(__name__)
-
-UNION = "union"
 
 
 def pool_names(emb: EmbeddingDir) -> list[str]:
@@ -40,29 +42,37 @@ def pool_entries(emb: EmbeddingDir, pool: str) -> list[EmbeddingEntry]:
     """
     if pool != UNION:
         return [emb.entry("pools", pool)]
-    declared = emb.meta.get("union")
-    if isinstance(declared, list) and declared:  # the embedder's own list of union entries
-        out = []
-        for key in declared:
-            group, _, name = str(key).partition("/")
-            if group != "pools" or not name:
-                raise DataFormatError(f"meta.json union lists {key!r}, not a pools/<name> "
-                                      "entry", path=emb.root / "meta.json")
-            out.append(emb.entry("pools", name))
-        return out
+    declared = emb.union
+    if declared is not None:  # the embedder's own list of union entries
+        return [emb.entry("pools", key.partition("/")[2]) for key in declared]
     if emb.has("pools", UNION):
         return [emb.entry("pools", UNION)]
-    present = [n for n in UNION_POOL_ORDER if emb.has("pools", n)]
+    parts = _data_union(emb)
+    if parts is not None and UNION in parts:
+        raise DataNotFoundError(
+            f"the union pool of {emb.data_dir} is its global test pool {parts[UNION]}, "
+            f"which {emb.root} does not hold (its local pools are not the union); embed it "
+            "with augret embed --pools union")
+    names = list(parts) if parts else list(UNION_POOL_ORDER)
+    present = [n for n in names if emb.has("pools", n)]
     if not present:
         raise DataNotFoundError(f"{emb.root}: no pools/union entry and none of the M-BEIR "
                                 f"local pools {list(UNION_POOL_ORDER)}")
-    missing = [n for n in UNION_POOL_ORDER if n not in present]
+    missing = [n for n in names if n not in present]
     if missing:
         log.warning("union of %d local pools; absent: %s", len(present), ", ".join(missing))
     others = [n for n in pool_names(emb) if n not in UNION_POOL_ORDER]
     if others:
         log.info("pools not in M-BEIR's union (not included): %s", ", ".join(others))
     return [emb.entry("pools", n) for n in present]
+
+
+def _data_union(emb: EmbeddingDir) -> dict[str, Path] | None:
+    """The union parts of the embedding directory's data directory (``None``: not at hand)."""
+    root = emb.data_dir
+    if root is None or not root.is_dir():
+        return None
+    return MBEIRDir(root).union_pools()
 
 
 def _locate(labels: Sequence[str], part_rows: Sequence[int], row: int) -> tuple[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from augret.index.embeddings import BATCH_ROWS, VectorSet
+from augret.index.vectors import BATCH_ROWS, VectorSet
 
 __all__ = ["exact_topk", "recall_at_k"]
 

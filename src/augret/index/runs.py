@@ -10,8 +10,6 @@ inputs and config did not change is not searched again).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,21 +18,20 @@ from typing import Any
 import numpy as np
 
 from augret.config import config_hash, write_resolved
-from augret.data.ids import MBEIR_TEST_TASKS, eval_task
-from augret.data.jsonl import atomic_writer
-from augret.data.mbeir import MBEIRDir
+from augret.data.ids import default_depth, local_pool, target_modality, task_id
+from augret.data.mbeir import RUN_POOLS, UNION, MBEIRDir, parse_run_file_name, run_file_name
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.evaluate.runs import Run, write_run
+from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry, is_embedding_dir
+from augret.formats.fingerprint import fingerprint, read_run_manifest, write_run_manifest
+from augret.formats.indexes import index_dirs, read_meta
 from augret.index.config import SearchConfig
-from augret.index.embeddings import EmbeddingDir, EmbeddingEntry, VectorSet
-from augret.index.pools import UNION
 from augret.index.search import SearchResult
-from augret.index.store import index_dirs, read_meta
+from augret.index.vectors import VectorSet
 
 __all__ = [
     "default_depth",
     "local_pool",
-    "run_file",
     "search_bm25_tasks",
     "search_dense_tasks",
     "search_entry",
@@ -43,37 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-POOLS = ("local", "union")
-_MBEIR = {t.name for t in MBEIR_TEST_TASKS}
-
-
-def default_depth(task: str) -> int:
-    """The deepest k of a task's metrics (10; 50 for Fashion200K and FashionIQ; 10 otherwise)."""
-    return max(eval_task(task).metric_ks) if task in _MBEIR else 10
-
-
-def local_pool(task: str) -> str:
-    """The local pool of a query task (its own name for non-M-BEIR tasks)."""
-    return eval_task(task).pool if task in _MBEIR else task
-
-
-def task_id(task: str) -> int | None:
-    """UniIR's task id of an M-BEIR test task (``None`` for other names)."""
-    return eval_task(task).task.id if task in _MBEIR else None
-
-
-def target_modality(task: str) -> str | None:
-    """The candidate modality an M-BEIR task asks for (``None`` for other names)."""
-    return eval_task(task).task.cand_modality if task in _MBEIR else None
-
-
-def run_file(task: str, pool: str) -> str:
-    """``<task>_<local|union>.run``."""
-    if pool not in POOLS:
-        raise ConfigError(f"pool must be 'local' or 'union', got {pool!r}")
-    return f"{task}_{pool}.run"
-
 
 def write_runs(out_dir: str | Path, runs: Mapping[tuple[str, str], Run]) -> dict[
         tuple[str, str], Path]:
@@ -89,7 +55,7 @@ def write_runs(out_dir: str | Path, runs: Mapping[tuple[str, str], Run]) -> dict
             log.warning("%s (%s): no query found any candidate; no run file written", task,
                         pool)
             continue
-        path = out_dir / run_file(task, pool)
+        path = out_dir / run_file_name(task, pool)
         write_run(path, run)
         out[task, pool] = path
     return out
@@ -129,7 +95,7 @@ def _plan(index_path: str | Path, tasks: Sequence[str], pools: Sequence[str]
     dirs = index_dirs(index_path)
     plan: dict[Path, list[tuple[str, str]]] = {}
     for pool in pools:
-        if pool not in POOLS:
+        if pool not in RUN_POOLS:
             raise ConfigError(f"pool must be 'local' or 'union', got {pool!r}")
         for task in tasks:
             name = UNION if pool == "union" else local_pool(task)
@@ -153,13 +119,8 @@ def _tag(cfg: SearchConfig, meta: Mapping[str, Any]) -> str:
     return cfg.tag or f"augret_{meta.get('kind', 'dense')}"
 
 
-def _fingerprint(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
-                       cfg: SearchConfig | None = None, *, pools: Sequence[str] = POOLS,
+                       cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
                        tasks: Sequence[str] | None = None, skip: Mapping[str, str] | None = None,
                        ) -> dict[tuple[str, str], tuple[Run, str]]:
     """Search the query entries of an embedding directory in dense indexes.
@@ -200,11 +161,11 @@ def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
         todo_fp = {}
         for task, pool in todo:
             entry = emb.entry("queries", task)
-            fp = _fingerprint(meta.get("fingerprint"), meta.get("created"), entry.fingerprint,
-                              config_hash(cfg, exclude=("gpu", "batch_size")),
-                              cfg.k or default_depth(task))
-            if skip and skip.get(run_file(task, pool)) == fp:
-                log.info("%s is up to date; not searched again", run_file(task, pool))
+            fp = fingerprint(meta.get("fingerprint"), meta.get("created"), entry.fingerprint,
+                             config_hash(cfg, exclude=("gpu", "batch_size")),
+                             cfg.k or default_depth(task))
+            if skip and skip.get(run_file_name(task, pool)) == fp:
+                log.info("%s is up to date; not searched again", run_file_name(task, pool))
                 continue
             todo_fp[task, pool] = (entry, fp)
         if not todo_fp:
@@ -226,7 +187,7 @@ def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
 
 
 def search_bm25_tasks(data_dir: str | Path, index_path: str | Path,
-                      cfg: SearchConfig | None = None, *, pools: Sequence[str] = POOLS,
+                      cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
                       tasks: Sequence[str] | None = None,
                       query_field: str = "query_txt",
                       skip: Mapping[str, str] | None = None,
@@ -256,19 +217,18 @@ def search_bm25_tasks(data_dir: str | Path, index_path: str | Path,
         for task, pool in todo:
             qfile = present[task]
             st = qfile.stat()
-            fp = _fingerprint(meta.get("fingerprint"), meta.get("created"), str(qfile),
-                              st.st_size, st.st_mtime, query_field,
-                              config_hash(cfg, exclude=("gpu", "batch_size", "threads")),
-                              cfg.k or default_depth(task))
-            if skip and skip.get(run_file(task, pool)) == fp:
-                log.info("%s is up to date; not searched again", run_file(task, pool))
+            fp = fingerprint(meta.get("fingerprint"), meta.get("created"), str(qfile),
+                             st.st_size, st.st_mtime, query_field,
+                             config_hash(cfg, exclude=("gpu", "batch_size", "threads")),
+                             cfg.k or default_depth(task))
+            if skip and skip.get(run_file_name(task, pool)) == fp:
+                log.info("%s is up to date; not searched again", run_file_name(task, pool))
                 continue
             index = index or BM25Index.load(index_dir)
             qids, texts = [], []
             for q in data.iter_queries(task):
-                qids.append(q.qid)
-                text = q.query_txt if query_field == "query_txt" else q.extra.get(
-                    query_field, q.query_txt)
+                qids.append(q.id)
+                text = q.field_text(query_field)
                 texts.append(text if isinstance(text, str) else None)
             depth = cfg.k or default_depth(task)
             mods = target_modality(task) if cfg.filter_modality else None
@@ -281,12 +241,8 @@ def search_bm25_tasks(data_dir: str | Path, index_path: str | Path,
     return out
 
 
-def _is_embedding_dir(path: Path) -> bool:
-    return (path / "meta.json").is_file() and (path / "queries").is_dir()
-
-
 def search_to_run_dir(queries: str | Path, index_path: str | Path, out_dir: str | Path,
-                      cfg: SearchConfig | None = None, *, pools: Sequence[str] = POOLS,
+                      cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
                       tasks: Sequence[str] | None = None, query_field: str = "query_txt",
                       force: bool = False) -> dict[tuple[str, str], Path]:
     """Search and write run files: dense indexes with an embedding directory, BM25 indexes
@@ -307,27 +263,21 @@ def search_to_run_dir(queries: str | Path, index_path: str | Path, out_dir: str 
     """
     cfg = cfg or SearchConfig()
     queries, out_dir = Path(queries), Path(out_dir)
-    manifest_file = out_dir / "runs.json"
-    manifest: dict[str, Any] = {}
-    if manifest_file.is_file() and not force:
-        try:
-            manifest = json.loads(manifest_file.read_text("utf-8"))
-        except json.JSONDecodeError:
-            manifest = {}
+    manifest: dict[str, Any] = {} if force else read_run_manifest(out_dir)
     skip = {name: v["fingerprint"] for name, v in manifest.items()
             if isinstance(v, dict) and (out_dir / name).is_file()}
     kinds = {read_meta(d)["kind"] == "bm25" for d in index_dirs(index_path).values()}
     if len(kinds) > 1:
         raise ConfigError(f"{index_path} mixes BM25 and dense indexes; search them apart")
     if kinds.pop():
-        if _is_embedding_dir(queries):
+        if is_embedding_dir(queries):
             raise ConfigError(f"{index_path} holds BM25 indexes, which search query texts: "
                               f"give the M-BEIR directory, not the embedding directory "
                               f"{queries}")
         found = search_bm25_tasks(queries, index_path, cfg, pools=pools, tasks=tasks,
                                   query_field=query_field, skip=skip)
     else:
-        if not _is_embedding_dir(queries):
+        if not is_embedding_dir(queries):
             raise DataNotFoundError(f"{queries}: not an embedding directory (meta.json and "
                                     "queries/)")
         found = search_dense_tasks(queries, index_path, cfg, pools=pools, tasks=tasks,
@@ -336,16 +286,15 @@ def search_to_run_dir(queries: str | Path, index_path: str | Path, out_dir: str 
     for key, (run, fp) in found.items():
         if key not in written:
             continue
-        manifest[run_file(*key)] = {"fingerprint": fp, "queries": len(run),
+        manifest[run_file_name(*key)] = {"fingerprint": fp, "queries": len(run),
                                     "depth": run.depth, "index": str(index_path),
                                     "source": str(queries)}
     write_resolved(cfg, out_dir, "search_config.yaml")
-    with atomic_writer(manifest_file) as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
+    write_run_manifest(out_dir, manifest)
     wanted = set(tasks) if tasks else None
     out = {}
     for name in sorted(manifest):
-        task, _, pool = name[: -len(".run")].rpartition("_")
+        task, pool = parse_run_file_name(name) or ("", "")
         if pool in pools and (wanted is None or task in wanted) and (out_dir / name).is_file():
             out[task, pool] = out_dir / name
     return out

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from augret.config import config_hash, config_to_dict, write_resolved
-from augret.data.jsonl import atomic_writer
-from augret.data.mbeir import LAYOUT_FILE, UNION_TEST_POOL, MBEIRDir
+from augret.data.jsonl import atomic_writer, read_json, write_json
+from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
 from augret.index.config import BM25Config, IndexConfig, SearchConfig
 from augret.pipeline.stages import StageResult, file_stats, fingerprint, run_stage
@@ -143,8 +143,9 @@ def _query_files(data: MBEIRDir, tasks: list[str]) -> list[Path]:
 
 
 def _pool_files(data: MBEIRDir) -> list[Path]:
+    """The local pools and the union's files (:meth:`MBEIRDir.union_pool_files`), once each."""
     files = list(data.local_pools().values())
-    files += [data.root / UNION_TEST_POOL]
+    files += [p for p in data.union_pool_files() if p not in files]
     return files + _layout_file(data)
 
 
@@ -339,7 +340,7 @@ class _Pipeline:
 def _load_results(path: Path) -> dict[tuple[str, str], Any]:
     from augret.evaluate.metrics import EvalResult
 
-    raw = json.loads(path.read_text("utf-8"))
+    raw = read_json(path)
     out = {}
     for key, value in raw.items():
         task, _, pool = key.partition("/")
@@ -397,13 +398,12 @@ def run_mbeir(data_dir: str | Path, out_dir: str | Path, cfg: RunConfig, *,
         raise ConfigError(f"{run_dir}: no run file was produced (no task found a candidate)")
     results, table = p.evaluate(final, run_dir)
     report = RunReport(out, p.stages, run_dir, results, table)
-    with atomic_writer(out / "pipeline.json") as f:
-        json.dump({"stages": {n: s.to_dict() for n, s in p.stages.items()},
-                   "tasks": p.tasks, "retriever": cfg.retriever, "pools": cfg.pools,
-                   "run_dir": str(run_dir), "seconds": round(time.perf_counter() - t0, 3),
-                   "data_dir": str(Path(data_dir).resolve()),
-                   "queries_dir": str(p.queries.root.resolve()),
-                   "corpus_dir": str(p.corpus.root.resolve())}, f, indent=2)
-        f.write("\n")
+    write_json(out / "pipeline.json", {
+        "stages": {n: s.to_dict() for n, s in p.stages.items()},
+        "tasks": p.tasks, "retriever": cfg.retriever, "pools": cfg.pools,
+        "run_dir": str(run_dir), "seconds": round(time.perf_counter() - t0, 3),
+        "data_dir": str(Path(data_dir).resolve()),
+        "queries_dir": str(p.queries.root.resolve()),
+        "corpus_dir": str(p.corpus.root.resolve())})
     return report
 

@@ -4,13 +4,12 @@ A stage's fingerprint hashes its config and its inputs (source files by path, si
 mtime, or the fingerprints of the stages it consumes). When a stage finishes it writes
 ``stage.json`` (name, fingerprint, inputs, config, seconds) into its output directory; the
 next run reuses the stage when the fingerprint is the same. ``stage.json`` is removed before
-a stage starts, so an interrupted stage is never taken for a finished one.
+a stage starts, so an interrupted stage is never taken for a finished one. Fingerprints and
+``stage.json`` belong to :mod:`augret.formats.fingerprint`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -18,31 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from augret.data.jsonl import atomic_writer
+from augret.formats.fingerprint import (
+    STAGE_FILE,
+    file_stats,
+    fingerprint,
+    read_stage_record,
+    write_stage_record,
+)
 
 __all__ = ["STAGE_FILE", "StageResult", "file_stats", "fingerprint", "run_stage"]
 
 log = logging.getLogger(__name__)
-
-STAGE_FILE = "stage.json"
-
-
-def file_stats(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Path (resolved), size and mtime of each existing file, in the given order."""
-    out = []
-    for p in paths:
-        p = Path(p)
-        if p.is_file():
-            st = p.stat()
-            out.append({"path": str(p.resolve()), "size": st.st_size,
-                        "mtime_ns": st.st_mtime_ns})
-    return out
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -68,14 +53,6 @@ class StageResult:
                 "directory": str(self.directory), "seconds": round(self.seconds, 3)}
 
 
-def _recorded(directory: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((directory / STAGE_FILE).read_text("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def run_stage(name: str, directory: Path, fp: str, work: Callable[[], Any], *,
               inputs: Any = None, config: Any = None, force: bool = False,
               clear: Callable[[Path], None] | None = None,
@@ -96,7 +73,7 @@ def run_stage(name: str, directory: Path, fp: str, work: Callable[[], Any], *,
     """
     directory = Path(directory)
     present = all(Path(p).is_file() for p in outputs)
-    if not force and present and _recorded(directory).get("fingerprint") == fp:
+    if not force and present and read_stage_record(directory).get("fingerprint") == fp:
         log.info("%s: inputs unchanged (%s); reused", name, fp)
         return StageResult(name, "reused", fp, directory, 0.0)
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,10 +84,7 @@ def run_stage(name: str, directory: Path, fp: str, work: Callable[[], Any], *,
     t0 = time.perf_counter()
     work()
     seconds = time.perf_counter() - t0
-    with atomic_writer(directory / STAGE_FILE) as f:
-        json.dump({"stage": name, "fingerprint": fp, "inputs": inputs, "config": config,
-                   "seconds": round(seconds, 3),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=2,
-                  default=str)
-        f.write("\n")
+    write_stage_record(directory, {"stage": name, "fingerprint": fp, "inputs": inputs,
+                                   "config": config, "seconds": round(seconds, 3),
+                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return StageResult(name, "ran", fp, directory, seconds)

@@ -7,7 +7,6 @@ an *indexed* id, so no request can name a file.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -18,10 +17,10 @@ import numpy as np
 
 from augret.data.ids import hash_dids
 from augret.data.lookup import PoolLookup
-from augret.data.mbeir import MBEIRDir
+from augret.data.mbeir import UNION, MBEIRDir
 from augret.data.records import Candidate
 from augret.errors import DataFormatError, DataNotFoundError
-from augret.index.pools import UNION
+from augret.formats.embeddings import EmbeddingEntry
 from augret.serve.errors import ItemNotFound
 
 __all__ = ["ID_PATTERN", "Catalog", "pool_files"]
@@ -35,11 +34,9 @@ ID_PATTERN = re.compile(r"[0-9]{1,9}:[0-9]{1,15}")
 
 def _entry_source(emb_root: Path, entry: str) -> Path | None:
     try:
-        info = json.loads((emb_root / entry / "entry.json").read_text("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return EmbeddingEntry(emb_root / entry).source_file()
+    except (OSError, DataNotFoundError, DataFormatError):
         return None
-    src = info.get("source")
-    return Path(src) if isinstance(src, str) and src else None
 
 
 def _recorded_files(meta: dict[str, Any]) -> list[Path] | None:

@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,12 +34,13 @@ import numpy as np
 
 from augret.data.ids import eval_task
 from augret.data.instructions import InstructionTable, read_instructions
-from augret.data.mbeir import MBEIRDir
+from augret.data.mbeir import UNION, MBEIRDir
 from augret.data.records import modality_of
 from augret.data.text import format_string, instructed_text
-from augret.errors import ConfigError, DataNotFoundError
-from augret.index.pools import UNION
-from augret.index.store import index_dirs, load_index
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.formats.embeddings import EmbeddingDir
+from augret.formats.indexes import index_dirs
+from augret.index.store import load_index
 from augret.serve.catalog import Catalog, pool_files
 from augret.serve.enhancer import Enhanced, QueryEnhancer
 from augret.serve.images import DEFAULT_MAX_PIXELS, open_image
@@ -90,15 +90,15 @@ def pick_index(path: str | Path, pool: str | None = None) -> Path:
 
 
 def _embedding_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``meta.json`` of the embedding directory an index was built from (``{}`` when it
+    is not at hand)."""
     root = meta.get("embedding_dir")
-    path = Path(root) / "meta.json" if root else None
-    if path is None or not path.is_file():
+    if not root:
         return {}
     try:
-        out = json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return EmbeddingDir(root).meta
+    except (OSError, DataNotFoundError, DataFormatError):
         return {}
-    return out if isinstance(out, dict) else {}
 
 
 def load_index_encoder(meta: dict[str, Any], *, name: str | None = None, device: str = "auto",

@@ -186,7 +186,7 @@ class TrainData:
 
     def _cand(self, did: str, view: str) -> Item:
         c: Candidate = self.lookup.get(did)
-        text = c.txt if view == "enhanced" else c.extra.get("txt_raw", c.txt)
+        text = c.text if view == "enhanced" else c.raw_text
         return candidate_item(c, self.base, text=text)
 
     def example(self, key: tuple[int, int]) -> TrainExample:
@@ -204,7 +204,7 @@ class TrainData:
         if pos_id not in self.lookup:
             return self._bad(index, q.qid, view, f"positive {pos_id} is not in the train pool")
         prompt = self._prompt(q, self.lookup.modality(pos_id), rng)
-        q_text = q.query_txt if view == "enhanced" else q.extra.get("query_txt_raw", q.query_txt)
+        q_text = q.text if view == "enhanced" else q.raw_text
         qp = prepare(query_item(q, self.base, prompt, text=q_text), self.processor)
         pp = prepare(self._cand(pos_id, view), self.processor)
         negs, neg_ids = [], []

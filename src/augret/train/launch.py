@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from augret.data.jsonl import read_json
 from augret.errors import BackendError, ConfigError
 
 __all__ = ["TrainingFailed", "run_torchrun", "torchrun_command", "torchrun_env"]
@@ -303,7 +303,7 @@ def run_torchrun(
         raise TrainingFailed(head, returncode=rc, log_file=log_path, tail=lines, command=cmd)
     summary_path = out / SUMMARY_FILE
     if summary_path.is_file():
-        summary = json.loads(summary_path.read_text("utf-8"))
+        summary = read_json(summary_path)
     else:
         summary = {"output_dir": str(out), "final": str(out / "final")}
     return {**summary, "log": str(log_path)}

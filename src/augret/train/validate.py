@@ -61,11 +61,11 @@ def build_check(data: MBEIRDir, query_file: Path, pool_files: list[Path], *, siz
     q_items, positives = [], []
     for q in queries:
         prompt = query_prompt(q, table, "first", cand_modality=positive_modality(q, lookup=lookup))
-        text = q.query_txt if view == "enhanced" else q.extra.get("query_txt_raw", q.query_txt)
+        text = q.text if view == "enhanced" else q.raw_text
         q_items.append(query_item(q, data, prompt, text=text))
         positives.append({order[d] for d in q.pos_cand_list if d in order})
-    c_items = [candidate_item(c, data, text=c.txt if view == "enhanced"
-                              else c.extra.get("txt_raw", c.txt)) for c in cands.values()]
+    c_items = [candidate_item(c, data, text=c.text if view == "enhanced"
+                              else c.raw_text) for c in cands.values()]
     return RetrievalCheck(q_items, positives, c_items)
 
 
