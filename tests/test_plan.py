@@ -197,6 +197,26 @@ def test_plan_on_real_topics_matches_a_direct_count(topics_dir, tmp_path, fast):
     assert saved["config"]["name"] == "mbeir-paper"
 
 
+def test_plan_reads_the_anserini_layout(topics_dir, tmp_path, capsys):
+    """``augret plan --data`` on the topics copy itself plans the same enhancement."""
+    from augret.cli.main import main
+
+    direct = _direct_counts(topics_dir)
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(PAPER), "--data", str(TOPICS.parent), "--fast",
+                 "--out", str(out)]) == 0
+    saved = json.loads(out.read_text("utf-8"))
+    assert not any("no queries files of split 'test'" in n for n in saved["notes"])
+    stage = saved["stages"][0]
+    assert (stage["split"], stage["side"]) == ("test", "queries")
+    by_file = {f["file"].removeprefix("topics/topics.mbeir-").removesuffix(".test.jsonl"): f
+               for f in stage["files"]}
+    assert {name: f["rows"] for name, f in by_file.items()} == {
+        name: sum(d["routes"].values()) for name, d in direct.items()}
+    assert stage["unique_keys"] == len(set().union(*(d["keys"] for d in direct.values())))
+    assert saved["gpu_hours"]["enhancement"] > 0
+
+
 # ---- the shapes sample (image bytes present) --------------------------------------------
 @pytest.fixture
 def sample_copy(sample_dir, tmp_path):
