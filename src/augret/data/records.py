@@ -116,8 +116,28 @@ def _extra(obj: Mapping[str, Any], known: tuple[str, ...]) -> Mapping[str, Any]:
     return MappingProxyType(rest) if rest else _EMPTY
 
 
+class _TextFields:
+    """What queries and candidates share about their text fields."""
+
+    __slots__ = ()
+    TEXT_FIELD: ClassVar[str]
+    RAW_TEXT_FIELD: ClassVar[str]
+    text: Any
+    extra: Mapping[str, Any]
+
+    @property
+    def raw_text(self) -> str | None:
+        """The text before enhancement (the ``RAW_TEXT_FIELD`` when present, else the text)."""
+        return self.field_text(self.RAW_TEXT_FIELD)
+
+    def field_text(self, name: str) -> Any:
+        """The value of a text field by name: ``TEXT_FIELD`` is the text, any other name is
+        looked up among the extra fields (falling back to the text)."""
+        return self.text if name == self.TEXT_FIELD else self.extra.get(name, self.text)
+
+
 @dataclass(frozen=True, slots=True)
-class Query:
+class Query(_TextFields):
     """An M-BEIR query line. Ids are ``"<dataset_id>:<n>"`` strings."""
 
     qid: str
@@ -152,16 +172,6 @@ class Query:
     def modality(self) -> str:
         """The query modality (``query_modality``)."""
         return self.query_modality
-
-    @property
-    def raw_text(self) -> str | None:
-        """The text before enhancement (``query_txt_raw`` when present, else the text)."""
-        return self.field_text(self.RAW_TEXT_FIELD)
-
-    def field_text(self, name: str) -> Any:
-        """The value of a text field by name: ``TEXT_FIELD`` is the text, any other name is
-        looked up among the extra fields (falling back to the text)."""
-        return self.text if name == self.TEXT_FIELD else self.extra.get(name, self.text)
 
     @property
     def dataset_id(self) -> int:
@@ -228,7 +238,7 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(_TextFields):
     """An M-BEIR candidate-pool line."""
 
     did: str
@@ -255,15 +265,6 @@ class Candidate:
     def image_path(self) -> str | None:
         """The candidate image path (``img_path``), relative to the image root."""
         return self.img_path
-
-    @property
-    def raw_text(self) -> str | None:
-        """The text before enhancement (``txt_raw`` when present, else the text)."""
-        return self.field_text(self.RAW_TEXT_FIELD)
-
-    def field_text(self, name: str) -> Any:
-        """See :meth:`Query.field_text`."""
-        return self.text if name == self.TEXT_FIELD else self.extra.get(name, self.text)
 
     @property
     def dataset_id(self) -> int:
