@@ -42,6 +42,7 @@ from augret.encode.backbones import BackboneSpec, build_backbone
 from augret.encode.checkpoint import save_encoder_dir
 from augret.encode.clip_sf import CLIPScoreFusion
 from augret.formats.embeddings import EntryWriter
+from augret.ray_resources import RayResources
 
 SMALL_CFG = {
     "embed_dim": 128,
@@ -117,8 +118,8 @@ def main() -> None:
         base = {"encoder": name, "batch_size": args.batch, "shard_size": args.shard_size,
                 "device": "cpu", "pools": ["local"]}
         runs = {"local": EmbedConfig(workers=0, **base),
-                "ray x1": EmbedConfig(engine="ray", workers=1, **base),
-                "ray x2": EmbedConfig(engine="ray", workers=2, **base)}
+                "ray x1": EmbedConfig(engine="ray", ray=RayResources(workers=1), **base),
+                "ray x2": EmbedConfig(engine="ray", ray=RayResources(workers=2), **base)}
         best: dict[str, dict[str, float]] = {}
         for _ in range(args.repeats):
             for label, cfg in runs.items():

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from augret.data.sample import write_sample
 from augret.enhance import EnhanceConfig, enhance
+from augret.ray_resources import RayResources
 
 
 def one(data: Path, out: Path, tokens: int, **engine) -> tuple[float, dict]:
@@ -48,8 +49,8 @@ def main() -> None:
         data = Path(tmp) / "data"
         write_sample(data, reps=args.reps)
         runs = [("local runner", {}),
-                ("ray, 1 worker", {"engine": "ray", "ray_workers": 1}),
-                ("ray, 2 workers", {"engine": "ray", "ray_workers": 2})]
+                ("ray, 1 worker", {"engine": "ray", "ray": RayResources(workers=1)}),
+                ("ray, 2 workers", {"engine": "ray", "ray": RayResources(workers=2)})]
         outputs = []
         for name, engine in runs:
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")

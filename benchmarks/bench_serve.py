@@ -126,7 +126,7 @@ def main() -> None:
     if url is None:
         import uvicorn
 
-        from augret.serve import Searcher, ServeSettings, create_app
+        from augret.serve import Searcher, ServeConfig, create_app
 
         if args.index is None:
             tmp = tempfile.TemporaryDirectory(prefix="bench-serve-")
@@ -134,7 +134,7 @@ def main() -> None:
             args.index, args.bm25 = dense, bm25
             image = image or next((data / "mbeir_images").rglob("*.png")).read_bytes()
         searcher = Searcher.open(args.index, bm25_dir=args.bm25, device=args.device)
-        app = create_app(searcher, ServeSettings(api_key=args.api_key))
+        app = create_app(searcher, ServeConfig(api_key=args.api_key))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

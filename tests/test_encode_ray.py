@@ -35,6 +35,7 @@ from augret.encode import (  # noqa: E402
 )
 from augret.encode.embed import _ImageGuard  # noqa: E402
 from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
+from augret.ray_resources import RayResources  # noqa: E402
 
 # what may differ between engines: the run knobs in the recorded config, and the run record
 RUN_KEYS = {"engine", "workers", "address", "gpus_per_worker", "cpus_per_worker"}
@@ -82,7 +83,7 @@ def _cfg(**kw) -> EmbedConfig:
 
 
 def _ray_cfg(address: str, **kw) -> EmbedConfig:
-    return _cfg(engine="ray", workers=2, address=address, **kw)
+    return _cfg(engine="ray", ray=RayResources(address=address, workers=2), **kw)
 
 
 @pytest.fixture(scope="module")

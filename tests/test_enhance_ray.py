@@ -22,6 +22,7 @@ import pytest
 
 from augret.data.sample import write_sample
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
+from augret.ray_resources import RayResources
 from helpers.edge_data import write_edge_dir
 
 ray = pytest.importorskip("ray")
@@ -81,7 +82,7 @@ def test_ray_output_equals_single_process(local_ray, tmp_path: Path) -> None:
     data = write_edge_dir(tmp_path / "data")
     local = enhance(data, tmp_path / "local", _cfg(tmp_path / "a.sqlite"), progress=False)
     dist = enhance(data, tmp_path / "ray", _cfg(tmp_path / "b.sqlite", engine="ray",
-                                                ray_workers=2), progress=False)
+                                                ray=RayResources(workers=2)), progress=False)
     _assert_same_output(tmp_path / "local", tmp_path / "ray", local, dist)
     assert dist["last_run"]["failed"] >= 6 and dist["last_run"]["generated"] > 0
     engine = dist["engine"]
@@ -93,7 +94,7 @@ def test_ray_output_equals_single_process(local_ray, tmp_path: Path) -> None:
     with GenerationStore(tmp_path / "a.sqlite") as sa, GenerationStore(tmp_path / "b.sqlite") as sb:
         assert len(sa) == len(sb) == dist["last_run"]["generated"]
     again = enhance(data, tmp_path / "ray", _cfg(tmp_path / "b.sqlite", engine="ray",
-                                                 ray_workers=2), progress=False)
+                                                 ray=RayResources(workers=2)), progress=False)
     # a rerun generates nothing; only the rows that failed at the model are retried
     assert again["last_run"]["generated"] == 0
     assert again["engine"]["generations"] < dist["last_run"]["failed"]
@@ -132,8 +133,8 @@ def test_killed_worker_costs_only_its_batch(local_ray, shapes: Path, tmp_path: P
 
     watcher = threading.Thread(target=kill_one, daemon=True)
     watcher.start()
-    dist = enhance(shapes, tmp_path / "ray", _cfg(store_path, engine="ray", ray_workers=2),
-                   progress=False)
+    dist = enhance(shapes, tmp_path / "ray",
+                   _cfg(store_path, engine="ray", ray=RayResources(workers=2)), progress=False)
     watcher.join(5)
     assert killed, "no worker was killed"
     assert killed["done"] < dist["last_run"]["generated"]  # it died mid-run

@@ -90,7 +90,7 @@ def test_experiment_end_to_end_kill_mid_training_and_resume(tmp_path: Path) -> N
     out = tmp_path / "killed"
     stage, run_dir = "train:q-enhanced_c-enhanced", out / "train" / "q-enhanced_c-enhanced"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "augret.cli.experiment_run_cmd",
+    proc = subprocess.Popen([sys.executable, "-m", "augret", "experiment",
                              str(config), "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -210,7 +210,7 @@ def test_quickstart_with_extras_reports_every_condition(tmp_path: Path) -> None:
 def test_quickstart_full(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, "-m", "augret.cli.experiment_run_cmd", str(QUICKSTART),
+    subprocess.run([sys.executable, "-m", "augret", "experiment", str(QUICKSTART),
                     "--out", str(out)], env=env, cwd=ROOT, check=True)
     results = json.loads((out / "results.json").read_text("utf-8"))
     cfg = load_config(ExperimentConfig, QUICKSTART)

@@ -89,7 +89,7 @@ def test_resolved_config_round_trips(tmp_path):
      "not one of"),
     ({"retrieval": {"retriever": "bm25"}}, r"retrieval.retriever is set by the experiment"),
     ({"retrieval": {"encoder": "tiny"}}, "retrieval.encoder is set by the experiment"),
-    ({"sample": {"reps": 0}}, "at least 1"),
+    ({"sample": {"reps": 0}}, "reps must be >= 1"),
     ({"sample": {"size": 3}}, "unknown key"),
 ])
 def test_config_errors(overrides, match):

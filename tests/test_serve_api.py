@@ -32,9 +32,9 @@ def searcher(idx):
 
 @pytest.fixture(scope="module")
 def server(searcher):
-    from augret.serve import ServeSettings, create_app
+    from augret.serve import ServeConfig, create_app
 
-    with LiveServer(create_app(searcher, ServeSettings(max_k=50))) as live:
+    with LiveServer(create_app(searcher, ServeConfig(max_k=50))) as live:
         yield live
 
 
@@ -116,9 +116,9 @@ def test_k_cap_is_a_422_not_a_clamp(client):
 
 
 def test_api_key_and_cors(idx, searcher):
-    from augret.serve import ServeSettings, create_app
+    from augret.serve import ServeConfig, create_app
 
-    settings = ServeSettings(api_key="s3cret-key", cors_origins=("http://allowed.example",))
+    settings = ServeConfig(api_key="s3cret-key", cors_origins=("http://allowed.example",))
     cand, _ = _pool_image(idx)
     with LiveServer(create_app(searcher, settings)) as live, \
             httpx.Client(base_url=live.url, timeout=30) as c:

@@ -24,11 +24,11 @@ LIMIT = 256 * 1024  # max_upload_bytes of the fuzzed server
 
 @pytest.fixture(scope="module")
 def server(sample_dir, tmp_path_factory):
-    from augret.serve import Searcher, ServeSettings, create_app
+    from augret.serve import Searcher, ServeConfig, create_app
 
     idx = shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
     searcher = Searcher.open(idx.dense, encoder=tiny_encoder())
-    settings = ServeSettings(max_k=20, max_upload_bytes=LIMIT, max_text_chars=2000)
+    settings = ServeConfig(max_k=20, max_upload_bytes=LIMIT, max_text_chars=2000)
     with LiveServer(create_app(searcher, settings)) as live:
         yield live
 

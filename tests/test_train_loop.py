@@ -3,6 +3,7 @@ data views, bad examples, the CLI, and 2-process DDP against 1 process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -115,11 +116,11 @@ def test_views_positives_and_instructions_are_seeded(sample_dir: Path, tmp_path:
     e1, e2 = raw.example((5, 0)), raw.example((5, 0))
     assert (e1.pos_id, e1.query.text) == (e2.pos_id, e2.query.text)  # keyed by seed, epoch, i
     assert "ENHANCED" not in e1.query.text
-    cfg.view = "enhanced"
+    cfg = dataclasses.replace(cfg, view="enhanced")
     enhanced = TrainData(cfg, enc.processor, seed=1)
     texts = [enhanced.example((i, 0)) for i in range(20)]
     assert all("ENHANCED" in e.query.text for e in texts if e.query.text)
-    cfg.view, cfg.mix_ratio = "mix", 0.5
+    cfg = dataclasses.replace(cfg, view="mix", mix_ratio=0.5)
     mixed = TrainData(cfg, enc.processor, seed=1)
     views = [mixed.example((i, 0)).view for i in range(200)]
     assert 60 < views.count("enhanced") < 140

@@ -22,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from augret.cli.train_cmd import _parse_sets  # noqa: E402
+from augret.cli.options import parse_sets  # noqa: E402
 from augret.config import config_to_dict, load_config  # noqa: E402
 from augret.errors import AugretError, BackendError, ConfigError  # noqa: E402
 from augret.train import (  # noqa: E402
@@ -179,7 +179,8 @@ def test_overrides_reach_the_config_as_given(tmp_path: Path) -> None:
     cmd = torchrun_command(TINY_YAML, out, overrides=overrides)
     sets = tuple(cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set")
     assert len(sets) == 9  # output_dir is --out, seed=None is "not given"
-    via_cli = load_config(TrainConfig, TINY_YAML, {**_parse_sets(sets), "output_dir": str(out)})
+    via_cli = load_config(TrainConfig, TINY_YAML, {"output_dir": str(out)},
+                          sets=parse_sets(sets))
     direct = load_config(TrainConfig, TINY_YAML, overrides)
     assert config_to_dict(via_cli) == config_to_dict(direct)
     assert direct.data.train_file == "true" and direct.encoder == "1e-5"

@@ -18,40 +18,11 @@ from typing import Any
 
 from augret._lazy import require
 from augret.errors import ConfigError
+from augret.ray_resources import RayResources
 
-__all__ = ["RayResources", "Throughput", "actor_pool", "ray_session"]
+__all__ = ["Throughput", "actor_pool", "ray_session"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RayResources:
-    """How many model-holding actors to run and what each one reserves.
-
-    Attributes:
-        address: Cluster address (``auto``, ``ray://host:10001``, ``host:6379``); ``None``
-            starts a local Ray instance for this run (or joins ``$RAY_ADDRESS``).
-        workers: Actors, each holding one model.
-        gpus_per_worker: GPUs each actor reserves (0 on CPU; 1 for one vLLM engine; more
-            for tensor parallelism).
-        cpus_per_worker: CPUs each actor reserves (its torch threads on CPU).
-    """
-
-    address: str | None = None
-    workers: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ConfigError(f"ray workers must be >= 1 (got {self.workers})")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise ConfigError("gpus_per_worker must be >= 0 and cpus_per_worker > 0")
-
-    @property
-    def gpus(self) -> float:
-        """GPUs the whole pool reserves."""
-        return self.workers * self.gpus_per_worker
 
 
 @contextmanager

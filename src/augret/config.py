@@ -1,28 +1,100 @@
-"""Typed stage configs: dataclass defaults, a YAML file overlaid on them, CLI flags on top.
+"""Typed stage configs: dataclass defaults, a YAML file overlaid on them, CLI values on top.
 
-Unknown keys are errors (with the list of valid ones); values are checked against the field
-types; the resolved config is written next to every output (:func:`write_resolved`) and its
-hash (:func:`config_hash`) decides whether a stage's earlier output can be reused.
+Every stage config is a frozen dataclass named ``*Config`` in ``<stage>/config.py``; its
+fields are declared with :func:`option`, which puts the help text and the hash relevance on
+the field. Unknown keys are errors (with the list of valid ones); values are checked against
+the field types and by each class's ``__post_init__`` (raising
+:class:`~augret.errors.ConfigError`); the resolved config is written next to every output
+(:func:`write_resolved`) and its hash (:func:`config_hash`) decides whether a stage's earlier
+output can be reused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from augret.errors import ConfigError, DataNotFoundError
+from augret.formats.fingerprint import stable_hash
 
-__all__ = ["config_hash", "config_to_dict", "load_config", "write_resolved"]
+__all__ = [
+    "check_choices",
+    "check_min",
+    "config_hash",
+    "config_to_dict",
+    "field_help",
+    "hash_values",
+    "load_config",
+    "option",
+    "read_yaml",
+    "write_resolved",
+]
 
 T = TypeVar("T")
+
+#: A field's hash relevance: ``True`` (part of every hash of its config), ``False`` (of none),
+#: or the scopes whose hashes include it (see :func:`hash_values`).
+HashRule = bool | tuple[str, ...]
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, hash: HashRule = True,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its help text and hash relevance in the field's metadata.
+
+    Args:
+        default: The default value (omit it, and ``factory``, for a required field).
+        help: One or two sentences for ``--help`` and readers of the class.
+        hash: Whether the field changes what the stage produces: ``True`` (default),
+            ``False`` (e.g. workers, device, progress), or a tuple of scopes (a hash taken
+            for one of them includes the field, others leave it out).
+        factory: A default factory, for mutable defaults and nested configs.
+    """
+    meta = {"help": help, "hash": hash}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_help(f: dataclasses.Field) -> str | None:
+    """The help text declared on a config field (``None`` when it has none)."""
+    return f.metadata.get("help")
+
+
+def check_min(cfg: Any, minimum: float, *names: str) -> None:
+    """Raise :class:`ConfigError` unless each named field (``None`` aside) is ``>= minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum:g}, got {value!r}")
+
+
+@functools.cache
+def _choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """``{field: allowed values}`` of the ``Literal``-typed fields of a config class."""
+    out = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        args = [tp] if typing.get_origin(tp) is typing.Literal else [
+            a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal]
+        if args:
+            allowed = tuple(v for a in args for v in typing.get_args(a))
+            out[name] = (*allowed, None) if type(None) in typing.get_args(tp) else allowed
+    return out
+
+
+def check_choices(cfg: Any) -> None:
+    """Raise :class:`ConfigError` when a ``Literal``-typed field holds another value."""
+    for name, allowed in _choices(type(cfg)).items():
+        value = getattr(cfg, name)
+        if value not in allowed:
+            shown = [a for a in allowed if a is not None]
+            raise ConfigError(f"{name}: {value!r} is not one of {shown}")
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -94,11 +166,16 @@ def _build(cls: type[T], values: Mapping[str, Any], where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; "
+                          f"valid keys: {sorted(fields)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except ConfigError as exc:
+        if not where:
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. a required field without a value
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
@@ -112,68 +189,116 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (an empty file is ``{}``).
+
+    Raises:
+        DataNotFoundError: No such file.
+        ConfigError: Invalid YAML, or not a mapping at the top level.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataNotFoundError(f"{p}: no such config file")
+    try:
+        loaded = yaml.safe_load(p.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return dict(loaded)
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {}
+    cur = node
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+    return node
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    sets: Mapping[str, Any] | None = None,
 ) -> T:
-    """Build a config dataclass: defaults, then the YAML file, then ``overrides``.
+    """Build a config dataclass: defaults, then the YAML file, then ``sets``, then
+    ``overrides``.
 
     Args:
         cls: The config dataclass.
         path: Optional YAML file (a mapping; nested mappings for nested dataclasses).
-        overrides: Values that win over the file, e.g. CLI flags. Keys may be dotted
+        overrides: Values that win over everything, e.g. CLI flags. Keys may be dotted
             (``"optim.lr"``); ``None`` values are ignored (a flag that was not given).
+        sets: ``--set``-style values between the file and ``overrides``; dotted keys as
+            there, but ``None`` is a value (YAML ``null``).
 
     Raises:
-        ConfigError: Unknown keys, wrong types, or an unreadable file.
+        ConfigError: Unknown keys, wrong types, invalid values or an unreadable file.
+        DataNotFoundError: ``path`` does not exist.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise DataNotFoundError(f"{p}: no such config file")
-        try:
-            loaded = yaml.safe_load(p.read_text("utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
-        values = dict(loaded)
+    values: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for key, value in (sets or {}).items():
+        values = _merge(values, _nest(key, value))
     for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node: dict[str, Any] = {}
-        cur = node
-        parts = key.split(".")
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = value
-        values = _merge(values, node)
+        if value is not None:
+            values = _merge(values, _nest(key, value))
     return _build(cls, values, "")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (paths as strings)."""
-
-    def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, Path):
-            return str(v)
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): conv(x) for k, x in v.items()}
-        return v
-
-    return conv(cfg)
+    return _plain(cfg)
 
 
-def config_hash(cfg: Any, *, exclude: tuple[str, ...] = ()) -> str:
-    """A stable short hash of a config (top-level keys in ``exclude`` ignored)."""
-    d = {k: v for k, v in config_to_dict(cfg).items() if k not in exclude}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return v
+
+
+def hash_values(cfg: Any, scope: str | None = None) -> dict[str, Any]:
+    """The JSON-ready values of the fields that decide a stage's output.
+
+    A field counts when its ``hash`` metadata (:func:`option`) is ``True``, or a tuple of
+    scopes that holds ``scope``; nested configs recurse with the same scope.
+
+    Args:
+        cfg: A config dataclass.
+        scope: The hash's scope (e.g. the retriever of an experiment condition); ``None``
+            counts only the fields marked ``True``.
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        rule = f.metadata.get("hash", True)
+        if rule is False or (rule is not True and scope not in rule):
+            continue
+        value = getattr(cfg, f.name)
+        nested = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        out[f.name] = hash_values(value, scope) if nested else _plain(value)
+    return out
+
+
+def config_hash(cfg: Any, *, scope: str | None = None,
+                extra: Mapping[str, Any] | None = None) -> str:
+    """A stable short hash of the fields that decide a stage's output (:func:`hash_values`).
+
+    Args:
+        cfg: A config dataclass.
+        scope: Passed to :func:`hash_values`.
+        extra: Values hashed with the fields (and winning over fields of the same name), e.g.
+            what a loaded model resolved a field to.
+    """
+    return stable_hash({**hash_values(cfg, scope), **(extra or {})})
 
 
 def write_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:

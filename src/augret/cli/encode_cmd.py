@@ -7,63 +7,27 @@ from pathlib import Path
 
 import click
 
+from augret.cli.options import RAY_FLAGS, ConfigArgs, config_command, flag, load_engine_config
 
-def _pools(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
+
+def _pools(value: str) -> list[str] | str:
     return [] if value.strip().lower() in ("", "none") else value
 
 
-@click.command()
+@config_command(config="augret.encode.config:EmbedConfig", flags=(
+    flag("--encoder"), flag("--split"),
+    flag("--pools", convert=_pools, note="'none' for queries only."),
+    flag("--no-queries", key="queries", value=False, help="Embed pools only."),
+    flag("--tasks"), flag("--instruction"), flag("--batch-size"), flag("--shard-size"),
+    flag("--device"), flag("--precision"), flag("--backbone"), flag("--context-length"),
+    flag("--on-missing-image"), flag("--overwrite"), flag("--engine"), *RAY_FLAGS))
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--encoder", default=None,
-              help="Registered name (clip_sf-vit-l-14, clip_sf-vit-b-32, tiny, ...), "
-                   "open_clip:MODEL[:TAG], hf:ID_OR_PATH, a UniIR .pth or an augret "
-                   "checkpoint / training output directory.  [default: clip_sf-vit-l-14]")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Embedding directory (resumed when it holds the same config).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML file overlaid on the defaults; flags win.")
-@click.option("--split", default=None, help="Query split: test (default), val...")
-@click.option("--pools", default=None,
-              help="Comma-separated: local, union; 'none' for queries only.  [default: local]")
-@click.option("--no-queries", is_flag=True, default=None, help="Embed pools only.")
-@click.option("--tasks", default=None, help="Only these tasks, e.g. cirr_task7,oven_task8.")
-@click.option("--instruction", type=click.Choice(["first", "random", "none"]), default=None,
-              help="Query instruction: prompt_1 (default), seeded random, or none.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--shard-size", type=int, default=None, help="Rows per shard [default: 50000].")
-@click.option("--workers", type=int, default=None,
-              help="--engine local: image-decoding data loader workers; --engine ray: Ray "
-                   "actors, each holding one encoder (and decoding its images in "
-                   "cpus-per-worker - 1 processes).  [default: 4]")
-@click.option("--device", default=None,
-              help="auto (default), cpu, cuda, cuda:1... (--engine ray: auto is cuda when "
-                   "--gpus-per-worker > 0, else cpu).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default=None,
-              help="auto: fp16 autocast on CUDA (UniIR), fp32 on CPU.")
-@click.option("--backbone", default=None,
-              help="open_clip architecture of a UniIR .pth (default: inferred from shapes).")
-@click.option("--context-length", type=int, default=None,
-              help="Text context length (at most the model's).")
-@click.option("--on-missing-image", type=click.Choice(["skip", "error", "drop"]), default=None,
-              help="skip (recorded in skipped.jsonl; default), error, or drop the image.")
-@click.option("--overwrite", is_flag=True, default=None,
-              help="Replace an output directory made with another config.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
-              help="local: this process (default); ray: a Ray Data pool of --workers "
-                   "encoder actors, output byte-identical to local.")
-@click.option("--address", default=None,
-              help="--engine ray: Ray cluster address (auto, ray://HOST:10001); default: "
-                   "$RAY_ADDRESS or a local Ray instance.")
-@click.option("--gpus-per-worker", type=float, default=None,
-              help="--engine ray: GPUs each actor reserves [default: 0, CPU actors].")
-@click.option("--cpus-per-worker", type=float, default=None,
-              help="--engine ray: CPUs each actor reserves (its torch threads) [default: 1].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print meta.json.")
-def embed(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: bool,
-          as_json: bool, no_queries: bool | None, pools: str | None, **flags: object) -> None:
+def embed(data_dir: Path, out_dir: Path, config: ConfigArgs, no_progress: bool,
+          as_json: bool) -> None:
     """Embed the query files and candidate pools of DATA_DIR (raw or enhanced) into --out.
 
     Writes fp16 shards with aligned id files and meta.json (docs/formats.md); re-running
@@ -72,12 +36,9 @@ def embed(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: 
     either engine resumes the other's directory. Workers read the data by the same paths
     (a shared file system on a cluster).
     """
-    from augret.config import load_config
-    from augret.encode import EmbedConfig, embed_dir
+    from augret.encode import embed_dir
 
-    flags["queries"] = False if no_queries else None
-    flags["pools"] = _pools(pools)
-    cfg = load_config(EmbedConfig, config_file, flags)
+    cfg = load_engine_config(config)
     meta = embed_dir(data_dir, out_dir, cfg, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(meta, indent=2))

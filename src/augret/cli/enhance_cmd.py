@@ -7,56 +7,26 @@ from pathlib import Path
 
 import click
 
+from augret.cli.options import RAY_FLAGS, ConfigArgs, config_command, flag, load_engine_config
 
-@click.command()
+
+@config_command(config="augret.enhance.config:EnhanceConfig", flags=(
+    flag("--split"), flag("--side"), flag("--backend"), flag("--model"), flag("--revision"),
+    flag("--base-url"), flag("--mode"), flag("--files"), flag("--store"), flag("--prompts"),
+    flag("--query-tokens"), flag("--candidate-tokens"), flag("--batch-size"),
+    flag("--max-pixels"), flag("--engine", note="See docs/scaling.md."), *RAY_FLAGS,
+    flag("--temperature"), flag("--seed")))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Output directory (an enhanced M-BEIR directory).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML file overlaid on the defaults; flags win.")
-@click.option("--split", default=None, help="test (default), val or train.")
-@click.option("--side", type=click.Choice(["queries", "candidates", "both"]), default=None)
-@click.option("--backend", type=click.Choice(["transformers", "openai", "vllm"]), default=None)
-@click.option("--model", default=None,
-              help="Hub id, local path or tiny (random weights: meaningless text).")
-@click.option("--revision", default=None)
-@click.option("--base-url", default=None, help="Server URL of the openai backend.")
-@click.option("--mode", type=click.Choice(["replace", "append"]), default=None)
-@click.option("--files", default=None, help="Glob on file paths/names to restrict the run.")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="Generation store (default: the per-user cache).")
-@click.option("--prompts", default=None, help="Prompt set name or YAML file.")
-@click.option("--query-tokens", type=int, default=None, help="Output budget of queries.")
-@click.option("--candidate-tokens", type=int, default=None, help="Output budget of candidates.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--max-pixels", type=int, default=None)
-@click.option("--workers", type=int, default=None,
-              help="Image decoding threads; with --engine ray: Ray workers, one model each.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
-              help="local (this process, the default) or ray (a Ray Data pipeline; the same "
-                   "output). See docs/scaling.md.")
-@click.option("--address", "ray_address", default=None,
-              help="Ray cluster address (default: start a local Ray or join $RAY_ADDRESS).")
-@click.option("--gpus-per-worker", type=float, default=None,
-              help="GPUs each Ray worker reserves (0 on CPU).")
-@click.option("--cpus-per-worker", type=float, default=None,
-              help="CPUs each Ray worker reserves.")
-@click.option("--temperature", type=float, default=None, help="0 = greedy (default).")
-@click.option("--seed", type=int, default=None)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def enhance(data_dir: Path, out_dir: Path, config_file: Path | None, no_progress: bool,
-            as_json: bool, **flags: object) -> None:
+def enhance(data_dir: Path, out_dir: Path, config: ConfigArgs, no_progress: bool,
+            as_json: bool) -> None:
     """Rewrite queries and caption candidates of DATA_DIR with a VLM into --out."""
-    from augret.config import load_config
-    from augret.enhance import EnhanceConfig
     from augret.enhance import enhance as run
 
-    workers = flags.pop("workers")
-    cfg = load_config(EnhanceConfig, config_file, flags)
-    if workers is not None:  # the flag means Ray workers under the ray engine
-        field = "ray_workers" if cfg.engine == "ray" else "workers"
-        cfg = load_config(EnhanceConfig, config_file, {**flags, field: workers})
+    cfg = load_engine_config(config)
     report = run(data_dir, out_dir, cfg, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(report, indent=2))

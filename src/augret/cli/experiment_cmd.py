@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from augret.cli.options import ConfigArgs, config_command
 from augret.errors import ConfigError
 
 
@@ -21,8 +22,7 @@ def _console():
     return Console()
 
 
-@click.command()
-@click.argument("config_file", type=click.Path(path_type=Path))
+@config_command(config="augret.experiment.config:ExperimentConfig", positional=True)
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="M-BEIR directory (overrides data_dir of the config).")
 @click.option("--fast", is_flag=True,
@@ -30,21 +30,20 @@ def _console():
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None,
               help="Plan JSON (default: <output_dir>/plan.json of the config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (no tables).")
-def plan(config_file: Path, data_dir: Path | None, fast: bool, out_file: Path | None,
+def plan(config: ConfigArgs, data_dir: Path | None, fast: bool, out_file: Path | None,
          as_json: bool) -> None:
-    """Count what the experiment in CONFIG_FILE will process and estimate its GPU-hours.
+    """Count what the experiment in CONFIG.yaml (or --config) will process and estimate its
+    GPU-hours.
 
     From the data alone (no model): rows per split and side, rows needing generation,
     distinct generation keys after de-duplication (images hashed by content, or by path with
     --fast), missing images, expected output tokens, embeddings, index memory, training
     samples and GPU-hours at the throughputs of the config's `planning` section.
     """
-    from augret.config import load_config
-    from augret.experiment.config import ExperimentConfig
     from augret.experiment.plan import plan as make_plan
 
-    cfg = load_config(ExperimentConfig, config_file)
-    p = make_plan(cfg, data_dir=data_dir, fast=fast, config_path=config_file)
+    cfg = config.load()
+    p = make_plan(cfg, data_dir=data_dir, fast=fast, config_path=config.path)
     path = p.write_json(out_file or Path(cfg.output_dir) / "plan.json")
     if as_json:
         click.echo(json.dumps(p.to_dict(), indent=2))

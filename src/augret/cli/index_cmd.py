@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
+from augret.cli.options import ConfigArgs, config_command, flag
 from augret.errors import ConfigError
 
 
@@ -47,7 +47,11 @@ def index() -> None:
     """Build dense (FAISS) and BM25 indexes; fuse run directories."""
 
 
-@index.command("build")
+@config_command("build", group=index, config="augret.index.config:IndexConfig", flags=(
+    flag("--kind"), flag("--nlist"), flag("--nprobe"), flag("--hnsw-m"),
+    flag("--ef-construction"), flag("--ef-search"), flag("--pq-m"), flag("--pq-nbits"),
+    flag("--train-size"), flag("--recall-queries"), flag("--recall-k"), flag("--seed"),
+    flag("--gpu")))
 @click.argument("emb_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Index directory (with --pool/--union) or root of one per pool.")
@@ -56,23 +60,6 @@ def index() -> None:
 @click.option("--all", "all_", is_flag=True,
               help="Every local pool into OUT/<pool>/ and the union into OUT/union/ "
                    "(the default).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML IndexConfig overlaid on the defaults; flags win.")
-@click.option("--kind", type=click.Choice(["flat", "ivf", "hnsw", "ivfpq", "pq"]), default=None,
-              help="flat = exact (UniIR; the default).")
-@click.option("--nlist", type=int, default=None, help="IVF lists (default 4·√n).")
-@click.option("--nprobe", type=int, default=None, help="IVF lists searched (default 32).")
-@click.option("--hnsw-m", type=int, default=None, help="HNSW neighbours (default 32).")
-@click.option("--ef-construction", type=int, default=None, help="HNSW build beam (100).")
-@click.option("--ef-search", type=int, default=None, help="HNSW search beam (128).")
-@click.option("--pq-m", type=int, default=None, help="PQ sub-quantisers (default ~dim/8).")
-@click.option("--pq-nbits", type=int, default=None, help="Bits per PQ code (default 8).")
-@click.option("--train-size", type=int, default=None, help="Training sample size.")
-@click.option("--recall-queries", type=int, default=None,
-              help="Sampled queries for recall vs exact (default 1000; 0 skips).")
-@click.option("--recall-k", type=int, default=None, help="k of that recall (default 10).")
-@click.option("--seed", type=int, default=None)
-@click.option("--gpu", type=click.Choice(["auto", "on", "off"]), default=None)
 @click.option("--modalities/--no-modalities", default=None,
               help="Store candidate modalities for filtering [default: when the pool files "
                    "are found].")
@@ -81,13 +68,12 @@ def index() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even when up to date.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: bool,
-          config_file: Path | None, modalities: bool | None, data_dir: Path | None,
-          force: bool, no_progress: bool, **flags: Any) -> None:
+          config: ConfigArgs, modalities: bool | None, data_dir: Path | None,
+          force: bool, no_progress: bool) -> None:
     """Build dense FAISS indexes from the pool entries of EMB_DIR."""
-    from augret.config import load_config
-    from augret.index import IndexConfig, build_dense_indexes, build_pool_index
+    from augret.index import build_dense_indexes, build_pool_index
 
-    cfg = load_config(IndexConfig, config_file, flags)
+    cfg = config.load()
     target = _target(pool, union, all_)
     opts = {"cfg": cfg, "modalities": modalities, "data_dir": data_dir, "force": force,
             "progress": not no_progress}
@@ -99,7 +85,9 @@ def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
     _show_built(dirs)
 
 
-@index.command("bm25")
+@config_command("bm25", group=index, config="augret.index.config:BM25Config", flags=(
+    flag("--k1"), flag("--b"), flag("--method"), flag("--stopwords"), flag("--stemmer"),
+    flag("--text-field")))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Index directory (with --pool/--union) or root of one per pool.")
@@ -108,26 +96,14 @@ def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
 @click.option("--all", "all_", is_flag=True,
               help="Every local pool into OUT/<pool>/ and the union into OUT/union/ "
                    "(the default).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML BM25Config overlaid on the defaults; flags win.")
-@click.option("--k1", type=float, default=None, help="BM25 k1 (1.5).")
-@click.option("--b", type=float, default=None, help="BM25 b (0.75).")
-@click.option("--method", type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
-              default=None)
-@click.option("--stopwords", type=click.Choice(["en", "none"]), default=None,
-              help="Drop English stopwords (en, the default) or not.")
-@click.option("--stemmer", default=None, help="PyStemmer algorithm, e.g. english.")
-@click.option("--text-field", type=click.Choice(["txt", "txt_raw"]), default=None,
-              help="Candidate text: txt (enhanced) or txt_raw (original).")
 @click.option("--force", is_flag=True, help="Rebuild even when up to date.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def bm25(data_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: bool,
-         config_file: Path | None, force: bool, no_progress: bool, **flags: Any) -> None:
+         config: ConfigArgs, force: bool, no_progress: bool) -> None:
     """Build BM25 indexes over the candidate texts of DATA_DIR (an M-BEIR directory)."""
-    from augret.config import load_config
-    from augret.index import BM25Config, build_bm25_index, build_bm25_indexes
+    from augret.index import build_bm25_index, build_bm25_indexes
 
-    cfg = load_config(BM25Config, config_file, flags)
+    cfg = config.load()
     target = _target(pool, union, all_)
     if target is None:
         dirs = build_bm25_indexes(data_dir, out_dir, cfg=cfg, force=force,
@@ -177,7 +153,9 @@ def fuse(run_dirs: tuple[Path, ...], out_dir: Path, weights: str | None, rrf_k: 
     _console().print(f"{len(written)} fused run file(s) in {out_dir}")
 
 
-@click.command()
+@config_command(config="augret.index.config:SearchConfig", flags=(
+    flag("--k"), flag("--batch-size"), flag("--filter-modality"), flag("--nprobe"),
+    flag("--ef-search"), flag("--gpu"), flag("--threads"), flag("--tag")))
 @click.argument("queries", type=click.Path(path_type=Path))
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path),
               help="Index directory or root of them (<pool>/, union/).")
@@ -186,32 +164,19 @@ def fuse(run_dirs: tuple[Path, ...], out_dir: Path, weights: str | None, rrf_k: 
 @click.option("--pool", type=click.Choice(["local", "union", "both"]), default="both",
               show_default=True, help="Which runs to produce.")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeatable).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML SearchConfig overlaid on the defaults; flags win.")
-@click.option("--k", type=click.IntRange(min=1), default=None,
-              help="Run depth [default: each task's deepest metric, 10 or 50].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--filter-modality", is_flag=True, default=None,
-              help="Keep only candidates of the task's modality (not UniIR's protocol).")
-@click.option("--nprobe", type=int, default=None, help="Override IVF nprobe.")
-@click.option("--ef-search", type=int, default=None, help="Override HNSW efSearch.")
-@click.option("--gpu", type=click.Choice(["auto", "on", "off"]), default=None)
-@click.option("--threads", type=int, default=None, help="BM25 search threads.")
-@click.option("--tag", default=None, help="Run tag [default: augret_<kind>].")
 @click.option("--query-field", type=click.Choice(["query_txt", "query_txt_raw"]),
               default="query_txt", show_default=True, help="BM25 query text.")
 @click.option("--force", is_flag=True, help="Search again even when runs are up to date.")
 def search(queries: Path, index_path: Path, out_dir: Path, pool: str, tasks: tuple[str, ...],
-           config_file: Path | None, query_field: str, force: bool, **flags: Any) -> None:
+           config: ConfigArgs, query_field: str, force: bool) -> None:
     """Search QUERIES in --index and write run files to --out.
 
     QUERIES is an embedding directory for dense indexes, or an M-BEIR directory (query
     texts) for BM25 indexes.
     """
-    from augret.config import load_config
-    from augret.index import SearchConfig, search_to_run_dir
+    from augret.index import search_to_run_dir
 
-    cfg = load_config(SearchConfig, config_file, flags)
+    cfg = config.load()
     pools = ("local", "union") if pool == "both" else (pool,)
     written = search_to_run_dir(queries, index_path, out_dir, cfg, pools=pools,
                                 tasks=tasks or None, query_field=query_field, force=force)

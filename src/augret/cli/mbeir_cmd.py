@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from augret.cli import evaluate_cmd, experiment_cmd, run_cmd, validate_cmd
+from augret.cli.options import ConfigArgs, config_command, flag
 
 
 @click.group()
@@ -65,17 +66,16 @@ def info(data_dir: Path, split: str, as_json: bool) -> None:
     console.print(f"train file: {extra['train_file'] or 'absent'}")
 
 
-@mbeir.command()
+@config_command("sample", group=mbeir, config="augret.experiment.config:SampleConfig",
+                flags=(flag("--seed"), flag("--reps"), flag("--train-reps")))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Directory to write the sample into.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--reps", default=1, show_default=True, help="Renderings per concept (test).")
-@click.option("--train-reps", default=3, show_default=True, help="Renderings per concept (train).")
-def sample(out_dir: Path, seed: int, reps: int, train_reps: int) -> None:
+def sample(out_dir: Path, config: ConfigArgs) -> None:
     """Render the license-clean shapes-world sample as an M-BEIR directory."""
     from augret.data.sample import write_sample
 
-    s = write_sample(out_dir, seed=seed, reps=reps, train_reps=train_reps)
+    cfg = config.load()
+    s = write_sample(out_dir, seed=cfg.seed, reps=cfg.reps, train_reps=cfg.train_reps)
     click.echo(f"wrote {s.root}: {s.images} images, queries {s.queries}, pools {s.pools}")
 
 

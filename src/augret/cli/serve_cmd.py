@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from augret.cli.options import ConfigArgs, Flag, config_command, flag
 from augret.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -16,94 +17,75 @@ log = logging.getLogger(__name__)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _index_options(fn: Any) -> Any:
-    """Options shared by ``serve`` and ``query``: what to search and how to enhance."""
-    options = [
-        click.argument("index_dir", type=click.Path(path_type=Path)),
-        click.option("--bm25", "bm25_dir", type=click.Path(path_type=Path), default=None,
-                     help="A BM25 index (or root) to fuse with the dense INDEX_DIR: hybrid "
-                          "search (reciprocal rank fusion)."),
-        click.option("--pool", default=None,
-                     help="Pool to serve from an index root [default: union, or the only "
-                          "one]."),
-        click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
-                     help="M-BEIR directory of the pool files [default: as recorded in the "
-                          "index]."),
-        click.option("--encoder", default=None,
-                     help="Query encoder name or checkpoint [default: the index's]."),
-        click.option("--device", default="auto", show_default=True,
-                     help="Encoder device: auto, cpu, cuda..."),
-        click.option("--rrf-k", type=float, default=60.0, show_default=True,
-                     help="Hybrid RRF constant."),
-        click.option("--max-pixels", type=int, default=40_000_000, show_default=True,
-                     help="Largest accepted query image (width x height)."),
-        click.option("--enhancer-backend",
-                     type=click.Choice(["transformers", "openai", "vllm"]), default=None,
-                     help="Query-time enhancement backend [default: transformers]."),
-        click.option("--enhancer-model", default=None,
-                     help="Query-time enhancement VLM (hub id, path or tiny preset); "
-                          "enhancement is off without it (or --enhancer-config)."),
-        click.option("--enhancer-base-url", default=None,
-                     help="Server URL of the openai backend."),
-        click.option("--enhancer-config", type=click.Path(path_type=Path), default=None,
-                     help="YAML EnhanceConfig (as for augret enhance); flags win."),
-        click.option("--store", type=click.Path(path_type=Path), default=None,
-                     help="Generation store shared with augret enhance [default: the "
-                          "per-user cache]."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+def _searcher_flags(prefix: str) -> tuple[Flag, ...]:
+    """Flags shared by ``serve`` and ``query``: what to search and how to enhance."""
+    p = prefix
+    return (
+        flag("--bm25", key=f"{p}bm25_dir"), flag("--pool", key=f"{p}pool"),
+        flag("--data", key=f"{p}data_dir"), flag("--encoder", key=f"{p}encoder"),
+        flag("--device", key=f"{p}device"), flag("--rrf-k", key=f"{p}rrf_k"),
+        flag("--max-pixels", key=f"{p}max_pixels"),
+        flag("--enhancer-backend", key=f"{p}enhance.backend"),
+        flag("--enhancer-model", key=f"{p}enhance.model",
+             note="Query-time enhancement is off unless this, --enhancer-config or an "
+                  "enhance section turns it on."),
+        flag("--enhancer-base-url", key=f"{p}enhance.base_url"),
+        flag("--store", key=f"{p}enhance.store"),
+    )
 
 
-def _enhancer(backend: str | None, model: str | None, base_url: str | None,
-              config_file: Path | None, store: Path | None) -> Any:
-    if model is None and config_file is None:
-        if backend or base_url:
-            raise ConfigError("--enhancer-backend/--enhancer-base-url need --enhancer-model "
-                              "(or --enhancer-config)")
-        return None
-    from augret.config import load_config
-    from augret.enhance import EnhanceConfig
-    from augret.serve.enhancer import QueryEnhancer
-
-    cfg = load_config(EnhanceConfig, config_file, {"backend": backend, "model": model,
-                                                   "base_url": base_url, "store": store})
-    return QueryEnhancer(cfg)
+def _enhancer_config_option(fn: Any) -> Any:
+    return click.option("--enhancer-config", type=click.Path(path_type=Path), default=None,
+                        help="YAML EnhanceConfig (as for augret enhance) of query-time "
+                             "enhancement; --set and flags win.")(fn)
 
 
-def _searcher(index_dir: Path, bm25_dir: Path | None, pool: str | None,
-              data_dir: Path | None, encoder: str | None, device: str, rrf_k: float,
-              max_pixels: int, enhancer_backend: str | None, enhancer_model: str | None,
-              enhancer_base_url: str | None, enhancer_config: Path | None,
-              store: Path | None) -> Any:
+def _load(config: ConfigArgs, prefix: str, enhancer_config: Path | None) -> Any:
+    """The resolved config; the enhancer flags other than the model apply only when
+    something turned enhancement on."""
+    from augret.config import read_yaml
+
+    base = {f"{prefix}enhance": read_yaml(enhancer_config)} if enhancer_config else None
+    held = [f"{prefix}enhance.{k}" for k in ("backend", "base_url", "store")]
+    cfg = config.load(base=base, skip=held)
+    if (cfg.searcher if prefix else cfg).enhance is not None:
+        return config.load(base=base)
+    if any(k in config.flags for k in held[:2]):
+        raise ConfigError("--enhancer-backend/--enhancer-base-url need --enhancer-model "
+                          "(or --enhancer-config)")
+    return cfg
+
+
+def _searcher(index_dir: Path, cfg: Any) -> Any:
     from augret.serve import Searcher
 
-    enhancer = _enhancer(enhancer_backend, enhancer_model, enhancer_base_url, enhancer_config,
-                         store)
-    return Searcher.open(index_dir, bm25_dir=bm25_dir, pool=pool, data_dir=data_dir,
-                         encoder=encoder, device=device, enhancer=enhancer, rrf_k=rrf_k,
-                         max_pixels=max_pixels)
+    enhancer = None
+    if cfg.enhance is not None:
+        from augret.serve.enhancer import QueryEnhancer
+
+        enhancer = QueryEnhancer(cfg.enhance)
+    return Searcher.open(index_dir, bm25_dir=cfg.bm25_dir, pool=cfg.pool,
+                         data_dir=cfg.data_dir, encoder=cfg.encoder, device=cfg.device,
+                         enhancer=enhancer, rrf_k=cfg.rrf_k, max_pixels=cfg.max_pixels)
 
 
-@click.command()
-@_index_options
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (loopback only by default).")
-@click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--api-key", envvar="AUGRET_API_KEY", default=None,
-              help="Require this key on /search and /items (X-API-Key or Bearer); also "
-                   "read from $AUGRET_API_KEY.")
-@click.option("--cors-origin", "cors_origins", multiple=True,
-              help="Allow this origin cross-site (repeatable); CORS is off without it.")
-@click.option("--max-k", type=int, default=100, show_default=True,
-              help="Largest k a request may ask for.")
-@click.option("--max-upload-mb", type=float, default=10.0, show_default=True,
-              help="Largest query image file.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True, help="uvicorn's log level.")
-def serve(host: str, port: int, api_key: str | None, cors_origins: tuple[str, ...],
-          max_k: int, max_upload_mb: float, log_level: str, **opts: Any) -> None:
+def _mb(value: float) -> int:
+    return int(value * 1024 * 1024)
+
+
+@config_command(config="augret.serve.config:ServeConfig", flags=(
+    *_searcher_flags("searcher."), flag("--host"), flag("--port"),
+    flag("--api-key", envvar="AUGRET_API_KEY",
+         note="Also read from $AUGRET_API_KEY."),
+    flag("--cors-origin", key="cors_origins", multiple=True,
+         note="Repeatable."),
+    flag("--max-k"),
+    flag("--max-upload-mb", key="max_upload_bytes", convert=_mb,
+         help="Largest query image file, in MB.", show=lambda b: f"{b / 2**20:g}"),
+    flag("--log-level")))
+@click.argument("index_dir", type=click.Path(path_type=Path))
+@_enhancer_config_option
+def serve(index_dir: Path, config: ConfigArgs, enhancer_config: Path | None) -> None:
     """Serve INDEX_DIR over HTTP: the search API and a web page at /.
 
     INDEX_DIR is a dense or BM25 index directory, or a root of one per pool (the union pool
@@ -111,24 +93,22 @@ def serve(host: str, port: int, api_key: str | None, cors_origins: tuple[str, ..
     index; --enhancer-model turns on query-time enhancement through the same policy,
     prompts and generation store as `augret enhance`.
     """
-    from augret.serve.app import ServeSettings
     from augret.serve.app import serve as run_server
 
-    if host not in _LOOPBACK and not api_key:
+    cfg = _load(config, "searcher.", enhancer_config)
+    if cfg.host not in _LOOPBACK and not cfg.api_key:
         log.warning("listening on %s without an API key: anyone who can reach it can search",
-                    host)
-    settings = ServeSettings(max_k=max_k, default_k=min(10, max_k),
-                             max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                             api_key=api_key, cors_origins=tuple(cors_origins))
-    searcher = _searcher(**opts)
+                    cfg.host)
+    searcher = _searcher(index_dir, cfg.searcher)
     try:
-        run_server(searcher, settings, host=host, port=port, log_level=log_level)
+        run_server(searcher, cfg)
     finally:
         searcher.close()
 
 
-@click.command()
-@_index_options
+@config_command(config="augret.serve.config:SearcherConfig", flags=_searcher_flags(""))
+@click.argument("index_dir", type=click.Path(path_type=Path))
+@_enhancer_config_option
 @click.option("--text", default=None, help="Query text.")
 @click.option("--image", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Query image file.")
@@ -145,9 +125,10 @@ def serve(host: str, port: int, api_key: str | None, cors_origins: tuple[str, ..
               help="With --file: also write a TREC run file.")
 @click.option("-k", "--k", "k", type=int, default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def query(text: str | None, image: Path | None, task: str | None, instruction: str | None,
-          modality: str | None, query_file: Path | None, out_file: Path | None,
-          run_file: Path | None, k: int, as_json: bool, **opts: Any) -> None:
+def query(index_dir: Path, config: ConfigArgs, enhancer_config: Path | None, text: str | None,
+          image: Path | None, task: str | None, instruction: str | None, modality: str | None,
+          query_file: Path | None, out_file: Path | None, run_file: Path | None, k: int,
+          as_json: bool) -> None:
     """Search INDEX_DIR with one query (--text and/or --image) or a file of them (--file)."""
     from augret.serve import AdhocQuery
 
@@ -158,7 +139,7 @@ def query(text: str | None, image: Path | None, task: str | None, instruction: s
             raise ConfigError("give --file or --text/--image, not both")
     elif out_file is not None or run_file is not None:
         raise ConfigError("--out and --run go with --file")
-    searcher = _searcher(**opts)
+    searcher = _searcher(index_dir, _load(config, "", enhancer_config))
     try:
         if query_file is not None:
             from augret.serve.batch import search_file

@@ -18,7 +18,8 @@ from typing import Any
 
 from augret.encode.backbones import BackboneSpec
 from augret.encode.base import Encoder, Item
-from augret.encode.embed import EmbedConfig, embed_dir
+from augret.encode.config import EmbedConfig
+from augret.encode.embed import embed_dir
 from augret.encode.registry import ENCODERS, list_encoders, load_encoder, resolve_encoder
 from augret.formats.embeddings import iter_entry, read_entry
 

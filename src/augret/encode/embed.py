@@ -34,8 +34,8 @@ from augret.config import config_hash, config_to_dict, write_resolved
 from augret.data.ids import UNION_POOL_ORDER
 from augret.data.mbeir import UNION, MBEIRDir, pool_stem
 from augret.data.records import Candidate, Query
+from augret.encode.config import EmbedConfig
 from augret.encode.inputs import (
-    INSTRUCTION_MODES,
     candidate_item,
     positive_modality,
     query_item,
@@ -45,83 +45,11 @@ from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.formats import embeddings as embedding_files
 from augret.formats.embeddings import META_FILE, EntryWriter
 
-__all__ = ["META_FILE", "EmbedConfig", "embed_dir"]
+__all__ = ["META_FILE", "embed_dir"]
 
 log = logging.getLogger(__name__)
 
 _GUARD_ROWS = 50
-
-
-@dataclass
-class EmbedConfig:
-    """What ``augret embed`` does.
-
-    Attributes:
-        encoder: Registered encoder name, ``open_clip:``/``hf:`` spec or checkpoint path.
-        backbone: Architecture of a UniIR ``.pth`` (default: inferred from its shapes).
-        split: Query split (``test``, ``val``...).
-        queries: Embed the split's query files.
-        pools: ``local`` (every local pool of the split) and/or ``union`` (the parts of the
-            test union, :meth:`~augret.data.MBEIRDir.union_pools`: the global test pool
-            file when present, as the entry ``pools/union``, else the local test pools);
-            empty for none.
-        tasks: Only these tasks (e.g. ``cirr_task7``) and their local pools.
-        instruction: ``first`` (prompt_1, default), ``random`` (seeded per qid) or ``none``.
-        instruction_seed: Seed of ``random`` instructions.
-        batch_size: Items per forward pass.
-        shard_size: Source rows per shard file.
-        workers: ``local`` engine: image-decoding data loader workers (0: in the main
-            process; shards of at most 4 batches are always decoded in the main process).
-            ``ray`` engine: Ray actors, each holding one encoder (each decodes its images
-            in ``cpus_per_worker - 1`` loader processes).
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
-        precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
-        context_length: Text context length (default: the model's, 77 for CLIP).
-        on_missing_image: ``skip`` (recorded), ``error`` or ``drop`` (embed without the image).
-        overwrite: Replace an output directory made with another config.
-        engine: ``local`` (this process) or ``ray`` (a Ray Data actor pool). Neither the
-            engine nor the Ray knobs below change the config hash.
-        address: ``ray``: cluster address (``auto``, ``ray://host:10001``); ``None`` joins
-            ``$RAY_ADDRESS`` or starts a local Ray instance.
-        gpus_per_worker: ``ray``: GPUs each actor reserves (0: CPU actors).
-        cpus_per_worker: ``ray``: CPUs each actor reserves (its torch threads).
-    """
-
-    encoder: str = "clip_sf-vit-l-14"
-    backbone: str | None = None
-    split: str = "test"
-    queries: bool = True
-    pools: list[str] = field(default_factory=lambda: ["local"])
-    tasks: list[str] | None = None
-    instruction: Literal["first", "random", "none"] = "first"
-    instruction_seed: int = 2023
-    batch_size: int = 256
-    shard_size: int = 50_000
-    workers: int = 4
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    context_length: int | None = None
-    on_missing_image: Literal["skip", "error", "drop"] = "skip"
-    overwrite: bool = False
-    engine: Literal["local", "ray"] = "local"
-    address: str | None = None
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
-
-    def __post_init__(self) -> None:
-        bad = [p for p in self.pools if p not in ("local", "union")]
-        if bad:
-            raise ValueError(f"pools: unknown {bad}; expected 'local' and/or 'union'")
-        if self.instruction not in INSTRUCTION_MODES:
-            raise ValueError(f"instruction must be one of {INSTRUCTION_MODES}")
-        if self.batch_size < 1 or self.shard_size < 1 or self.workers < 0:
-            raise ValueError("batch_size and shard_size must be >= 1, workers >= 0")
-        if self.engine not in ("local", "ray"):
-            raise ValueError(f"engine must be 'local' or 'ray' (got {self.engine!r})")
-        if self.engine == "ray" and self.workers < 1:
-            raise ValueError("with engine 'ray', workers (Ray actors) must be >= 1")
-        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
-            raise ValueError("gpus_per_worker must be >= 0 and cpus_per_worker > 0")
 
 
 # ---- what to embed ---------------------------------------------------------------------------
@@ -442,8 +370,8 @@ def _describe(encoder: Any) -> dict[str, Any]:
             "precision": encoder.precision, "context_length": encoder.context_length}
 
 
-def _config_key(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[str, Any]:
-    """What decides the vectors (and so the config hash): not the engine, workers or device."""
+def _resolved(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[str, Any]:
+    """What the config hash takes from the loaded encoder, its weights file and the data."""
     from augret.encode.checkpoint import MODEL_FILE
 
     enc_path = Path(cfg.encoder)
@@ -453,12 +381,9 @@ def _config_key(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[s
             st = cand.stat()
             weights = {"file": str(cand.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
             break
-    return {"encoder": cfg.encoder, "backbone": enc["backbone"], "weights": weights,
-            "split": cfg.split, "instruction": cfg.instruction,
-            "instruction_seed": cfg.instruction_seed, "precision": enc["precision"],
-            "context_length": enc["context_length"],
-            "on_missing_image": cfg.on_missing_image, "shard_size": cfg.shard_size,
-            "data_dir": str(data.root.resolve()), "image_root": str(data.image_root.resolve())}
+    return {"backbone": enc["backbone"], "weights": weights, "precision": enc["precision"],
+            "context_length": enc["context_length"], "data_dir": str(data.root.resolve()),
+            "image_root": str(data.image_root.resolve())}
 
 
 def _start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any],
@@ -468,8 +393,8 @@ def _start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any]
     Returns:
         The meta dict (entries of earlier runs kept) and the config hash.
     """
-    key = _config_key(cfg, enc, data)
-    chash = config_hash(key)
+    key = _resolved(cfg, enc, data)
+    chash = config_hash(cfg, extra=key)
     meta = embedding_files.prepare_dir(out, chash, overwrite=cfg.overwrite)
     write_resolved(cfg, out)
     meta = {"format": embedding_files.FORMAT, "version": 1,

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from augret._ray import RayResources, Throughput, actor_pool, ray_session
+from augret._ray import Throughput, actor_pool, ray_session
 from augret.data.mbeir import MBEIRDir
+from augret.encode.config import EmbedConfig
 from augret.encode.embed import (
-    EmbedConfig,
     _describe,
     _finish_entry,
     _ImageGuard,
@@ -56,19 +56,13 @@ from augret.encode.embed import (
 from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
 from augret.formats import embeddings as embedding_files
 from augret.formats.embeddings import EntryWriter
+from augret.ray_resources import RayResources
 
-__all__ = ["embed_with_ray", "ray_resources"]
+__all__ = ["embed_with_ray"]
 
 log = logging.getLogger(__name__)
 
 _LOG_EVERY_S = 30.0  # progress log lines when there is no progress bar
-
-
-def ray_resources(cfg: EmbedConfig) -> RayResources:
-    """The actor pool of a config: ``workers`` actors of ``cpus/gpus_per_worker`` each."""
-    return RayResources(address=cfg.address, workers=cfg.workers,
-                        gpus_per_worker=cfg.gpus_per_worker,
-                        cpus_per_worker=cfg.cpus_per_worker)
 
 
 def _worker_device(cfg: EmbedConfig, res: RayResources) -> str:
@@ -284,12 +278,12 @@ def embed_with_ray(data: MBEIRDir, out: Path, cfg: EmbedConfig, jobs: list[_Job]
     Returns:
         The ``meta.json`` contents; ``run`` holds the workers and per-stage throughput.
     """
-    res = ray_resources(cfg)
+    res = cfg.ray
     device = _worker_device(cfg, res)
     with ray_session(res) as ray:
         enc = (_check_encoder(encoder, cfg, device) if encoder is not None
                else _describe_remotely(ray, cfg, res, device))
-        run: dict[str, Any] = {"engine": "ray", "address": cfg.address, "workers": res.workers,
+        run: dict[str, Any] = {"engine": "ray", "address": res.address, "workers": res.workers,
                                "gpus_per_worker": res.gpus_per_worker,
                                "cpus_per_worker": res.cpus_per_worker, "gpus": res.gpus,
                                "stages": {}}

@@ -2,81 +2,81 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from augret.config import check_choices, check_min, option
+from augret.errors import ConfigError
+from augret.ray_resources import RayResources
 
 __all__ = ["DEFAULT_MODEL", "EnhanceConfig"]
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnhanceConfig:
     """Everything that decides what ``augret enhance`` writes.
 
-    Attributes:
-        split: Which split's files to enhance (``test``, ``val``, ``train``).
-        side: ``queries``, ``candidates`` or ``both``.
-        files: Optional glob (or list of globs) on the files' paths relative to the data dir
-            (or their names): only matching files are enhanced.
-        backend: ``transformers``, ``openai`` or ``vllm``.
-        model: Hub id, local path, or a ``tiny`` preset (random weights, meaningless text).
-        revision: Model revision (part of the store key).
-        base_url: Server URL of the ``openai`` backend.
-        backend_options: Extra backend keyword arguments (timeout, max_concurrency, ...).
-        mode: ``replace`` (the paper: VLM text becomes the item's text) or ``append``.
-        prompts: Prompt set name or YAML path.
-        temperature: 0 means greedy decoding (reproducible; the default).
-        top_p: Nucleus sampling threshold when sampling.
-        seed: Sampling seed.
-        query_tokens: Output token budget of queries.
-        candidate_tokens: Output token budget of candidates.
-        query_caption_words: Word limit of image-only query captions.
-        candidate_caption_words: Word limit of candidate captions.
-        query_text_words: Word limit of rewritten / condensed queries.
-        overlong_factor: An output longer than limit × factor words is a failure.
-        abort_after_failed_batches: Stop the run (resumable) after this many consecutive
-            batches in which every request failed, e.g. a dead server; 0 never stops.
-        batch_size: Requests per backend call.
-        max_pixels: Images are downscaled to this many pixels before they are sent.
-        workers: Threads that read and decode images ahead of the model.
-        store: Generation store file (default: the per-user cache, shared across runs).
-        engine: ``local`` (this process) or ``ray`` (a Ray Data pipeline of model-holding
-            workers; same output, see :mod:`augret.enhance.ray_engine`).
-        ray_address: Ray cluster address (``auto``, ``host:6379``, ``ray://host:10001``);
-            ``None`` starts a local Ray instance (or joins ``$RAY_ADDRESS``).
-        ray_workers: Ray workers, each holding one model (one vLLM engine per GPU).
-        gpus_per_worker: GPUs each Ray worker reserves (0 on CPU; >1 for tensor parallelism).
-        cpus_per_worker: CPUs each Ray worker reserves.
+    Fields marked ``hash=False`` choose where and how fast the work runs, or which files it
+    covers, not the text generated for an item; experiment fingerprints leave them out.
     """
 
-    split: str = "test"
-    side: Literal["queries", "candidates", "both"] = "both"
-    files: str | list[str] | None = None
-    backend: Literal["transformers", "openai", "vllm"] = "transformers"
-    model: str = DEFAULT_MODEL
-    revision: str | None = None
-    base_url: str | None = None
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    mode: Literal["replace", "append"] = "replace"
-    prompts: str = "v1"
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    query_tokens: int = 128
-    candidate_tokens: int = 512
-    query_caption_words: int = 50
-    candidate_caption_words: int = 100
-    query_text_words: int = 60
-    overlong_factor: float = 1.5
-    abort_after_failed_batches: int = 5
-    batch_size: int = 8
-    max_pixels: int = 768 * 768
-    workers: int = 4
-    store: Path | None = None
-    engine: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    ray_workers: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
+    split: str = option("test", hash=False,
+                        help="Which split's files to enhance (test, val, train).")
+    side: Literal["queries", "candidates", "both"] = option(
+        "both", hash=False, help="Enhance the query files, the candidate pools, or both.")
+    files: str | list[str] | None = option(
+        None, help="Glob (or list of globs) on the files' paths relative to the data "
+                   "directory, or their names: only matching files are enhanced.")
+    backend: Literal["transformers", "openai", "vllm"] = option(
+        "transformers", help="The generation backend.")
+    model: str = option(DEFAULT_MODEL, help="Hub id, local path, or a tiny preset (random "
+                                            "weights: meaningless text).")
+    revision: str | None = option(None, help="Model revision (part of the store key).")
+    base_url: str | None = option(None, help="Server URL of the openai backend.")
+    backend_options: dict[str, Any] = option(
+        factory=dict, help="Extra backend keyword arguments (timeout, max_concurrency, ...).")
+    mode: Literal["replace", "append"] = option(
+        "replace", help="replace (the paper: the VLM text becomes the item's text) or append "
+                        "(after the original).")
+    prompts: str = option("v1", help="Prompt set name or YAML path.")
+    temperature: float = option(0.0, help="Sampling temperature; 0 decodes greedily "
+                                          "(reproducible).")
+    top_p: float = option(1.0, help="Nucleus sampling threshold when sampling.")
+    seed: int = option(0, help="Sampling seed.")
+    query_tokens: int = option(128, help="Output token budget of queries.")
+    candidate_tokens: int = option(512, help="Output token budget of candidates.")
+    query_caption_words: int = option(50, help="Word limit of image-only query captions.")
+    candidate_caption_words: int = option(100, help="Word limit of candidate captions.")
+    query_text_words: int = option(60, help="Word limit of rewritten / condensed queries.")
+    overlong_factor: float = option(1.5, help="An output longer than limit x factor words is "
+                                              "a failure.")
+    abort_after_failed_batches: int = option(
+        5, help="Stop the run (resumable) after this many consecutive batches in which every "
+                "request failed, e.g. a dead server; 0 never stops.")
+    batch_size: int = option(8, help="Requests per backend call.")
+    max_pixels: int = option(768 * 768, help="Images are downscaled to this many pixels "
+                                             "before they are sent.")
+    workers: int = option(4, hash=False,
+                          help="Threads that read and decode images ahead of the model.")
+    store: Path | None = option(None, hash=False,
+                                help="Generation store file (default: the per-user cache, "
+                                     "shared across runs).")
+    engine: Literal["local", "ray"] = option(
+        "local", hash=False,
+        help="local (this process) or ray (a Ray Data pipeline of model-holding workers; "
+             "the same output).")
+    ray: RayResources = option(factory=RayResources, hash=False,
+                               help="The Ray actors of the ray engine.")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_min(self, 1, "query_tokens", "candidate_tokens", "query_caption_words",
+                  "candidate_caption_words", "query_text_words", "batch_size", "max_pixels")
+        check_min(self, 0, "abort_after_failed_batches", "workers", "temperature")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.overlong_factor < 1:
+            raise ConfigError(f"overlong_factor must be >= 1, got {self.overlong_factor!r}")

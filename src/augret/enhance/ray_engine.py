@@ -33,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from augret._ray import RayResources, Throughput, actor_pool, ray_session
+from augret._ray import Throughput, actor_pool, ray_session
 from augret.enhance.backends.base import GenerationParams, GenerationResult
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.images import ImageError, load_image, read_image_bytes
@@ -47,6 +47,7 @@ from augret.enhance.runner import (
     _watch_failures,
 )
 from augret.errors import BackendError
+from augret.ray_resources import RayResources
 
 __all__ = ["generate_on_ray"]
 

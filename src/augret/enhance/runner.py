@@ -350,12 +350,7 @@ def _progress(enabled: bool):
 
 
 def _ray_resources(cfg: EnhanceConfig) -> Any:
-    if cfg.engine == "local":
-        return None
-    from augret._ray import RayResources
-
-    return RayResources(cfg.ray_address, cfg.ray_workers, cfg.gpus_per_worker,
-                        cfg.cpus_per_worker)
+    return None if cfg.engine == "local" else cfg.ray
 
 
 def enhance(

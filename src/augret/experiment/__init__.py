@@ -9,9 +9,9 @@ side-by-side viewer.
 * :func:`~augret.experiment.viewer.write_viewer`: a static HTML page comparing two systems.
 """
 
-from augret.experiment.config import Condition, ExperimentConfig, paper_conditions
+from augret.experiment.config import ConditionConfig, ExperimentConfig, paper_conditions
 
-__all__ = ["Condition", "ExperimentConfig", "paper_conditions", "plan", "write_report",
+__all__ = ["ConditionConfig", "ExperimentConfig", "paper_conditions", "plan", "write_report",
            "write_viewer"]
 
 

@@ -15,25 +15,27 @@ it searches. Conditions that share a training view share one training run
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from augret.config import check_choices, check_min, option
 from augret.data.ids import eval_task
 from augret.enhance.config import EnhanceConfig
+from augret.errors import ConfigError
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "ENCODER_DIMS",
     "ENHANCED_DIRS",
     "PAPER_CONDITIONS",
-    "Condition",
+    "ConditionConfig",
     "ExperimentConfig",
-    "PlanSettings",
-    "SampleSettings",
-    "Splits",
-    "Throughput",
-    "TrainingSettings",
+    "PlanConfig",
+    "SampleConfig",
+    "SplitsConfig",
+    "ThroughputConfig",
+    "TrainingConfig",
     "paper_conditions",
 ]
 
@@ -80,8 +82,8 @@ ENCODER_DIMS: dict[str, int] = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@dataclass
-class Condition:
+@dataclass(frozen=True)
+class ConditionConfig:
     """One evaluated system.
 
     Rules, checked when the config is loaded:
@@ -95,50 +97,43 @@ class Condition:
     * ``enhance_mode`` may only be set on a condition that reads an enhanced view (test, or
       training when ``trained``). It applies to all of them: a condition trained on
       ``append`` text has its own training run; one trained on raw text shares the raw one.
-
-    Attributes:
-        name: Identifier (letters, digits, ``_.-``), e.g. ``fully_enhanced``.
-        description: One line for reports.
-        encoder: ``pretrained`` (zero-shot: the encoder as released) or ``trained`` (fine-tuned
-            on the training split with ``train_queries`` / ``train_corpus`` views); default
-            ``trained`` for ``dense`` / ``hybrid``, ``None`` (no encoder) for ``bm25``.
-        train_queries: Training query text: ``raw`` or ``enhanced`` (ignored when pretrained).
-        train_corpus: Training candidate text: ``raw`` or ``enhanced`` (ignored when pretrained).
-        queries: Test query view searched.
-        corpus: Test corpus view searched.
-        retriever: ``dense`` (the encoder, exact FAISS search), ``bm25`` or ``hybrid``.
-        enhance_mode: The enhanced text of the condition's enhanced views: ``replace`` (VLM
-            text instead of the original) or ``append`` (after it); default: the experiment's
-            ``enhance.mode``.
     """
 
-    name: str
-    description: str = ""
-    encoder: Literal["pretrained", "trained"] | None = None
-    train_queries: View = "raw"
-    train_corpus: View = "raw"
-    queries: View = "raw"
-    corpus: View = "raw"
-    retriever: Retriever = "dense"
-    enhance_mode: EnhanceMode | None = None
+    name: str = option(help="Identifier (letters, digits, _.-), e.g. fully_enhanced.")
+    description: str = option("", help="One line for reports.")
+    encoder: Literal["pretrained", "trained"] | None = option(
+        None, help="pretrained (zero-shot: the encoder as released) or trained (fine-tuned on "
+                   "the training split with the train_queries / train_corpus views); default "
+                   "trained for dense / hybrid, none (no encoder) for bm25.")
+    train_queries: View = option("raw", help="Training query text: raw or enhanced (ignored "
+                                             "when pretrained).")
+    train_corpus: View = option("raw", help="Training candidate text: raw or enhanced "
+                                            "(ignored when pretrained).")
+    queries: View = option("raw", help="Test query view searched.")
+    corpus: View = option("raw", help="Test corpus view searched.")
+    retriever: Retriever = option("dense", help="dense (the encoder, exact FAISS search), "
+                                                "bm25 or hybrid.")
+    enhance_mode: EnhanceMode | None = option(
+        None, help="The enhanced text of the condition's enhanced views: replace (VLM text "
+                   "instead of the original) or append (after it); default: the "
+                   "experiment's enhance.mode.")
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ValueError(f"condition name {self.name!r} must be letters, digits, '_.-'")
-        if self.retriever not in ("dense", "bm25", "hybrid"):
-            raise ValueError(f"condition {self.name!r}: retriever must be dense, bm25 or hybrid")
+            raise ConfigError(f"condition name {self.name!r} must be letters, digits, '_.-'")
+        check_choices(self)
         if self.retriever == "bm25":
             if self.encoder is not None:
-                raise ValueError(f"condition {self.name!r}: the bm25 retriever uses no encoder; "
-                                 f"remove 'encoder: {self.encoder}'")
+                raise ConfigError(f"condition {self.name!r}: the bm25 retriever uses no "
+                                  f"encoder; remove 'encoder: {self.encoder}'")
             if "enhanced" in (self.train_queries, self.train_corpus):
-                raise ValueError(f"condition {self.name!r}: the bm25 retriever trains nothing; "
-                                 "train_queries and train_corpus must stay raw")
+                raise ConfigError(f"condition {self.name!r}: the bm25 retriever trains "
+                                  "nothing; train_queries and train_corpus must stay raw")
         elif self.encoder is None:
-            self.encoder = "trained"
+            object.__setattr__(self, "encoder", "trained")
         if self.enhance_mode is not None and "enhanced" not in self.views:
-            raise ValueError(f"condition {self.name!r}: enhance_mode applies to enhanced views "
-                             "and this condition reads none")
+            raise ConfigError(f"condition {self.name!r}: enhance_mode applies to enhanced "
+                              "views and this condition reads none")
 
     @property
     def trains(self) -> bool:
@@ -152,202 +147,191 @@ class Condition:
         return (*test, self.train_queries, self.train_corpus) if self.trains else test
 
 
-def paper_conditions() -> list[Condition]:
+def paper_conditions() -> list[ConditionConfig]:
     """The six conditions of the paper's experiments and ablations."""
+    c = ConditionConfig
     return [
-        Condition("zero_shot", "pretrained encoder, raw queries and corpus", encoder="pretrained"),
-        Condition("baseline", "trained on raw data, raw queries and corpus (UniIR)"),
-        Condition("inference_only", "trained on raw data, enhanced queries and corpus",
-                  queries="enhanced", corpus="enhanced"),
-        Condition("query_enhanced", "trained and evaluated with enhanced queries, raw corpus",
-                  train_queries="enhanced", queries="enhanced"),
-        Condition("corpus_enhanced", "trained and evaluated with enhanced corpus, raw queries",
-                  train_corpus="enhanced", corpus="enhanced"),
-        Condition("fully_enhanced", "trained and evaluated on enhanced queries and corpus",
-                  train_queries="enhanced", train_corpus="enhanced", queries="enhanced",
-                  corpus="enhanced"),
+        c("zero_shot", "pretrained encoder, raw queries and corpus", encoder="pretrained"),
+        c("baseline", "trained on raw data, raw queries and corpus (UniIR)"),
+        c("inference_only", "trained on raw data, enhanced queries and corpus",
+          queries="enhanced", corpus="enhanced"),
+        c("query_enhanced", "trained and evaluated with enhanced queries, raw corpus",
+          train_queries="enhanced", queries="enhanced"),
+        c("corpus_enhanced", "trained and evaluated with enhanced corpus, raw queries",
+          train_corpus="enhanced", corpus="enhanced"),
+        c("fully_enhanced", "trained and evaluated on enhanced queries and corpus",
+          train_queries="enhanced", train_corpus="enhanced", queries="enhanced",
+          corpus="enhanced"),
     ]
 
 
-@dataclass
-class SampleSettings:
+@dataclass(frozen=True)
+class SampleConfig:
     """The shapes-world sample rendered when ``data_dir: sample``
-    (:func:`augret.data.sample.write_sample`).
+    (:func:`augret.data.sample.write_sample`); also ``augret mbeir sample``'s options."""
 
-    Attributes:
-        seed: Seed of every random choice (the same seed renders the same files).
-        reps: Renderings per (shape, colour) in the test split's image tasks.
-        train_reps: The same for the train split (its size drives training and enhancement).
-    """
-
-    seed: int = 0
-    reps: int = 1
-    train_reps: int = 3
+    seed: int = option(0, help="Seed of every random choice (the same seed renders the same "
+                               "files).")
+    reps: int = option(1, help="Renderings per (shape, colour) in the test split's image "
+                               "tasks.")
+    train_reps: int = option(3, help="The same for the train split (its size drives training "
+                                     "and enhancement).")
 
     def __post_init__(self) -> None:
-        if self.reps < 1 or self.train_reps < 1:
-            raise ValueError("sample.reps and sample.train_reps must be at least 1")
+        check_min(self, 1, "reps", "train_reps")
 
 
-@dataclass
-class Splits:
+@dataclass(frozen=True)
+class SplitsConfig:
     """Which query split is evaluated and which one trains the retriever."""
 
-    eval: str = "test"
-    train: str = "train"
-
-
-@dataclass
-class TrainingSettings:
-    """How the retriever is trained.
-
-    Attributes:
-        recipe: A :class:`augret.train.TrainConfig` YAML (relative paths: from the working
-            directory, else from the experiment config's folder or its parent).
-        overrides: Dotted-key overrides of the recipe, e.g. ``{"epochs": 10}``.
-        train_queries: Planning only: training queries per epoch when the training file is
-            not (yet) in the data directory (M-BEIR's up-sampled union train file).
-        nproc: Training processes (DDP ranks) on this machine. ``None``: the experiment's
-            ``gpus`` when CUDA is available, else 1. One trains in this process; more run
-            ``torchrun --nproc_per_node N -m augret train`` (NCCL on GPUs, gloo on CPU). The
-            recipe's ``batch_size`` is per rank, so N is part of the training's fingerprint.
-    """
-
-    recipe: str = "configs/train-clip_sf-large.yaml"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    train_queries: int | None = None
-    nproc: int | None = None
+    eval: str = option("test", help="The evaluated query split.")
+    train: str = option("train", help="The split that trains the retriever.")
 
     def __post_init__(self) -> None:
-        if self.nproc is not None and self.nproc < 1:
-            raise ValueError("training.nproc must be at least 1")
+        if not self.eval or not self.train:
+            raise ConfigError("splits.eval and splits.train must name a split")
 
 
-@dataclass
-class Throughput:
-    """Assumed throughput **per GPU** (planning only; measure yours and put it here).
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How the retriever is trained."""
 
-    Attributes:
-        vlm_output_tokens_per_s: VLM generated tokens per second, image prefill included
-            (the method doc's 100–300 GPU-hours for 3.1M captions imply about 1,000).
-        embed_items_per_s: Encoder items (queries or candidates) per second.
-        train_samples_per_s: Training queries (with their positives) per second.
-    """
+    recipe: str = option("configs/train-clip_sf-large.yaml",
+                         help="A TrainConfig YAML (relative paths: from the working "
+                              "directory, else from the experiment config's folder or its "
+                              "parent).")
+    overrides: dict[str, Any] = option(factory=dict, help="Dotted-key overrides of the "
+                                                          "recipe, e.g. {epochs: 10}.")
+    train_queries: int | None = option(
+        None, help="Planning only: training queries per epoch when the training file is not "
+                   "(yet) in the data directory (M-BEIR's up-sampled union train file).")
+    nproc: int | None = option(
+        None, help="Training processes (DDP ranks) on this machine. None: the experiment's "
+                   "gpus when CUDA is available, else 1. One trains in this process; more run "
+                   "torchrun --nproc_per_node N -m augret train (NCCL on GPUs, gloo on CPU). "
+                   "The recipe's batch_size is per rank, so N is part of the training's "
+                   "fingerprint.")
 
-    vlm_output_tokens_per_s: float = 1000.0
-    embed_items_per_s: float = 1000.0
-    train_samples_per_s: float = 150.0
+    def __post_init__(self) -> None:
+        check_min(self, 1, "nproc", "train_queries")
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    """Assumed throughput **per GPU** (planning only; measure yours and put it here)."""
+
+    vlm_output_tokens_per_s: float = option(
+        1000.0, help="VLM generated tokens per second, image prefill included (the method "
+                     "doc's 100-300 GPU-hours for 3.1M captions imply about 1,000).")
+    embed_items_per_s: float = option(1000.0, help="Encoder items (queries or candidates) per "
+                                                   "second.")
+    train_samples_per_s: float = option(150.0, help="Training queries (with their positives) "
+                                                    "per second.")
 
     def __post_init__(self) -> None:
         for name in ("vlm_output_tokens_per_s", "embed_items_per_s", "train_samples_per_s"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"throughput.{name} must be positive")
+                raise ConfigError(f"throughput.{name} must be positive")
 
 
-@dataclass
-class PlanSettings:
-    """Assumptions of ``augret plan``.
+@dataclass(frozen=True)
+class PlanConfig:
+    """Assumptions of ``augret plan``."""
 
-    Attributes:
-        throughput: Per-GPU throughputs.
-        output_tokens: Mean output tokens per route (missing routes: the defaults).
-        embedding_dim: Encoder width (default: from :data:`ENCODER_DIMS`).
-        id_bytes: Bytes per indexed row for ids (FAISS ``IDMap`` int64).
-        workers: Threads that read and hash images.
-    """
+    throughput: ThroughputConfig = option(factory=ThroughputConfig,
+                                          help="Per-GPU throughputs.")
+    output_tokens: dict[str, float] = option(factory=dict,
+                                             help="Mean output tokens per route (missing "
+                                                  "routes: the defaults).")
+    embedding_dim: int | None = option(None, help="Encoder width (default: from "
+                                                  "ENCODER_DIMS).")
+    id_bytes: int = option(8, help="Bytes per indexed row for ids (FAISS IDMap int64).")
+    workers: int = option(8, help="Threads that read and hash images.")
 
-    throughput: Throughput = field(default_factory=Throughput)
-    output_tokens: dict[str, float] = field(default_factory=dict)
-    embedding_dim: int | None = None
-    id_bytes: int = 8
-    workers: int = 8
+    def __post_init__(self) -> None:
+        check_min(self, 1, "embedding_dim", "id_bytes", "workers")
 
     def tokens(self, route: str) -> float:
         """The mean output tokens assumed for ``route``."""
         return float(self.output_tokens.get(route, DEFAULT_OUTPUT_TOKENS.get(route, 0.0)))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment: data, enhancement, encoder, training and conditions.
+    """A whole experiment: data, enhancement, encoder, training and conditions."""
 
-    Attributes:
-        name: Experiment name (reports).
-        data_dir: The raw M-BEIR directory, or ``sample`` (render the shapes sample).
-        sample: The sample's settings (``data_dir: sample`` only).
-        output_dir: Everything the experiment writes goes below it.
-        splits: Evaluated and training splits.
-        tasks: Only these test tasks (default: every task present). They limit retrieval and
-            the enhancement of the evaluated split: those tasks' query files and the pools
-            they search (their local pools; with the ``union`` pool, every pool of the union).
-            The union training file cannot be split by task: training (and the enhancement
-            of the training split) always uses the whole training split.
-        pools: ``local`` and/or ``union``.
-        encoder: Starting encoder (registered name, ``open_clip:``/``hf:`` spec or checkpoint).
-        gpus: GPUs available (wall-clock estimates; the training launch).
-        enhance: The VLM enhancement settings (``split``/``side`` are set per stage).
-        training: Retriever training.
-        retrieval: Overrides of ``augret mbeir run``'s RunConfig (validated by it), except
-            ``encoder``, ``retriever``, ``pools`` and ``tasks``, which the experiment sets.
-        conditions: The evaluated systems (default: the paper's six).
-        baseline: The condition others are compared with (``None``: no comparison).
-        planning: The planner's assumptions.
-    """
-
-    name: str = "experiment"
-    data_dir: Path | None = None
-    sample: SampleSettings = field(default_factory=SampleSettings)
-    output_dir: Path = Path("runs/experiment")
-    splits: Splits = field(default_factory=Splits)
-    tasks: list[str] | None = None
-    pools: list[str] = field(default_factory=lambda: ["local", "union"])
-    encoder: str = "clip_sf-vit-l-14"
-    gpus: int = 8
-    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
-    training: TrainingSettings = field(default_factory=TrainingSettings)
-    retrieval: dict[str, Any] = field(default_factory=dict)
-    conditions: list[Condition] = field(default_factory=paper_conditions)
-    baseline: str | None = "baseline"
-    planning: PlanSettings = field(default_factory=PlanSettings)
+    name: str = option("experiment", help="Experiment name (reports).")
+    data_dir: Path | None = option(None, help="The raw M-BEIR directory, or sample (render "
+                                              "the shapes sample).")
+    sample: SampleConfig = option(factory=SampleConfig,
+                                  help="The sample's settings (data_dir: sample only).")
+    output_dir: Path = option(Path("runs/experiment"),
+                              help="Everything the experiment writes goes below it.")
+    splits: SplitsConfig = option(factory=SplitsConfig, help="Evaluated and training splits.")
+    tasks: list[str] | None = option(
+        None, help="Only these test tasks (default: every task present). They limit "
+                   "retrieval and the enhancement of the evaluated split: those tasks' query "
+                   "files and the pools they search (their local pools; with the union pool, "
+                   "every pool of the union). The union training file cannot be split by "
+                   "task: training (and the enhancement of the training split) always uses "
+                   "the whole training split.")
+    pools: list[str] = option(factory=lambda: ["local", "union"], help="local and/or union.")
+    encoder: str = option("clip_sf-vit-l-14", help="Starting encoder (registered name, "
+                                                   "open_clip:/hf: spec or checkpoint).")
+    gpus: int = option(8, help="GPUs available (wall-clock estimates; the training launch).")
+    enhance: EnhanceConfig = option(factory=EnhanceConfig,
+                                    help="The VLM enhancement settings (split and side are "
+                                         "set per stage).")
+    training: TrainingConfig = option(factory=TrainingConfig, help="Retriever training.")
+    retrieval: dict[str, Any] = option(
+        factory=dict, help="Overrides of augret mbeir run's RunConfig (validated by it), "
+                           "except encoder, retriever, pools and tasks, which the experiment "
+                           "sets.")
+    conditions: list[ConditionConfig] = option(factory=paper_conditions,
+                                               help="The evaluated systems (default: the "
+                                                    "paper's six).")
+    baseline: str | None = option("baseline", help="The condition others are compared with "
+                                                   "(none: no comparison).")
+    planning: PlanConfig = option(factory=PlanConfig, help="The planner's assumptions.")
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.conditions]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"condition names repeat: {dupes}")
+            raise ConfigError(f"condition names repeat: {dupes}")
         if self.baseline is not None and self.conditions and self.baseline not in names:
-            raise ValueError(f"baseline {self.baseline!r} is not a condition; have {names}")
+            raise ConfigError(f"baseline {self.baseline!r} is not a condition; have {names}")
         if not self.pools or any(p not in ("local", "union") for p in self.pools):
-            raise ValueError("pools must be 'local' and/or 'union'")
-        if self.gpus < 1:
-            raise ValueError("gpus must be at least 1")
+            raise ConfigError("pools must be 'local' and/or 'union'")
+        check_min(self, 1, "gpus")
         for t in self.tasks or []:
             try:
                 eval_task(t)
             except KeyError as exc:
-                raise ValueError(str(exc.args[0])) from None
+                raise ConfigError(str(exc.args[0])) from None
         for key, where in _RESERVED_RETRIEVAL.items():
             if key in self.retrieval:
-                raise ValueError(f"retrieval.{key} is set by the experiment ({where})")
+                raise ConfigError(f"retrieval.{key} is set by the experiment ({where})")
 
     # ---- what the conditions need ------------------------------------------------------
-    def condition(self, name: str) -> Condition:
+    def condition(self, name: str) -> ConditionConfig:
         """A condition by name (``KeyError`` if absent)."""
         for c in self.conditions:
             if c.name == name:
                 return c
         raise KeyError(name)
 
-    def enhance_mode(self, c: Condition) -> str:
+    def enhance_mode(self, c: ConditionConfig) -> str:
         """The enhancement mode of ``c``'s enhanced views (its own, else ``enhance.mode``)."""
         return c.enhance_mode or self.enhance.mode
 
-    def view_name(self, c: Condition, view: str) -> str:
+    def view_name(self, c: ConditionConfig, view: str) -> str:
         """``raw``, or the enhanced directory of ``c``'s mode (``enhanced``,
         ``enhanced-append``) for an enhanced view."""
         return "raw" if view == "raw" else ENHANCED_DIRS[self.enhance_mode(c)]
 
-    def training_key(self, c: Condition) -> str | None:
+    def training_key(self, c: ConditionConfig) -> str | None:
         """The training view's key (``q-raw_c-enhanced``, ``q-enhanced_c-raw_append``...);
         ``None`` when ``c`` trains nothing (pretrained encoder, or bm25).
 
@@ -362,7 +346,7 @@ class ExperimentConfig:
             key += f"_{mode}"
         return key
 
-    def encoder_key(self, c: Condition) -> str | None:
+    def encoder_key(self, c: ConditionConfig) -> str | None:
         """``pretrained`` or the training key (conditions with one key share an encoder);
         ``None`` for bm25 (no encoder)."""
         if c.retriever == "bm25":

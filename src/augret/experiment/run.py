@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from augret.config import config_to_dict, load_config, write_resolved
+from augret.config import hash_values, load_config, write_resolved
 from augret.data.mbeir import MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
-from augret.experiment.config import ENHANCED_DIRS, Condition, ExperimentConfig
+from augret.experiment.config import ENHANCED_DIRS, ConditionConfig, ExperimentConfig
 from augret.experiment.state import ExperimentState
 from augret.formats.fingerprint import file_stats, fingerprint
 
@@ -47,16 +47,6 @@ log = logging.getLogger(__name__)
 
 #: ``data_dir`` value that renders the license-clean shapes sample into ``OUT/data``.
 SAMPLE = "sample"
-#: Enhancement settings that do not change what is generated.
-_ENHANCE_IGNORED = ("store", "workers", "split", "side", "engine", "ray_address", "ray_workers",
-                    "gpus_per_worker", "cpus_per_worker")
-#: Training settings that do not change the trained encoder.
-_TRAIN_IGNORED = ("output_dir", "resume", "progress", "log_every")
-#: RunConfig settings that only one kind of retrieval reads (left out of the others'
-#: fingerprints, so e.g. a dense batch size does not re-run a bm25 condition).
-_DENSE_ONLY = ("backbone", "context_length", "precision", "on_missing_image", "batch_size",
-               "workers", "device", "index", "instruction")
-_ONLY = {"dense": ("bm25", "rrf_k"), "bm25": (*_DENSE_ONLY, "rrf_k"), "hybrid": ()}
 
 
 def enhance_stage(split: str, side: str, mode: str) -> str:
@@ -107,7 +97,7 @@ class _Runner:
                                  train_reps=settings.train_reps)
                 return {"queries": s.queries, "pools": s.pools}
 
-            self.stage("data", fingerprint("sample", config_to_dict(settings)), render)
+            self.stage("data", fingerprint("sample", hash_values(settings)), render)
             return root
         root = Path(self.cfg.data_dir).resolve()
         if not root.is_dir():
@@ -131,9 +121,7 @@ class _Runner:
                 files = stage_files(self.cfg, raw, split, side)
                 every = [p for p, _ in select_files(raw, split, side, ecfg.files)]
                 rel = [str(p.relative_to(raw.root)) for p in files]
-                params = {k: v for k, v in config_to_dict(ecfg).items()
-                          if k not in _ENHANCE_IGNORED}
-                fp = fingerprint(self.fps["data"], split, side, params, rel)
+                fp = fingerprint(self.fps["data"], split, side, hash_values(ecfg), rel)
 
                 def work(ecfg: Any = ecfg, out: Path = out,
                          only: list[str] | None = None if files == every else rel
@@ -201,9 +189,7 @@ class _Runner:
             run_dir = self.out / "train" / key
             overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
             tcfg = load_config(TrainConfig, recipe, overrides)
-            params = {k: v for k, v in config_to_dict(tcfg).items() if k not in _TRAIN_IGNORED}
-            for k in ("dir", "enhanced_dir", "train_file", "train_pool"):
-                params["data"].pop(k, None)  # covered by the upstream fingerprints
+            params = hash_values(tcfg)  # the data paths: fingerprinted upstream
             upstream = [self.fps["data"]]
             upstream += [self._enhance_fp(split, s, mode) for s, v in
                          (("queries", cond.train_queries), ("candidates", cond.train_corpus))
@@ -260,9 +246,8 @@ class _Runner:
             upstream = [self.fps["data"], self.fps.get(f"train:{key}", encoder)]
             upstream += [self._enhance_fp(split, s, mode) for s, v in
                          (("queries", c.queries), ("candidates", c.corpus)) if v == "enhanced"]
-            unused = ("encoder", *_ONLY[c.retriever])
-            rparams = {k: v for k, v in config_to_dict(rcfg).items() if k not in unused}
-            fp = fingerprint(upstream, rparams)
+            # the fields the condition's retriever reads; the encoder is in ``upstream``
+            fp = fingerprint(upstream, hash_values(rcfg, scope=c.retriever))
             name = f"condition:{c.name}"
             out = self.out / "conditions" / c.name
             prev = self.state.entry(name)
@@ -310,7 +295,7 @@ class _Runner:
         self.stage("report", fp, work)
 
 
-def _system(cfg: ExperimentConfig, c: Condition) -> str:
+def _system(cfg: ExperimentConfig, c: ConditionConfig) -> str:
     """One line for the report: retriever, encoder and the views searched."""
     enc = cfg.encoder_key(c)
     head = c.retriever if enc is None else (
@@ -327,7 +312,7 @@ def _side_file(root: Path, default: Path | None, value: str | None) -> str | Non
     return str(root / default) if default is not None else None
 
 
-def _train_overrides(cfg: ExperimentConfig, cond: Condition, data: Path,
+def _train_overrides(cfg: ExperimentConfig, cond: ConditionConfig, data: Path,
                      enhanced: Path | None, run_dir: Path) -> dict[str, Any]:
     """Recipe overrides: the config's, then the encoder, output and data views of ``cond``
     (``enhanced``: the enhanced directory of its mode)."""

@@ -279,7 +279,7 @@ def _measure_recall(fa: Any, index: DenseIndex, vectors: VectorSet, cfg: IndexCo
 
 def _fingerprint(cfg: IndexConfig, vectors: VectorSet, sources: list[dict[str, Any]],
                  with_modalities: bool) -> str:
-    return stable_hash([config_hash(cfg, exclude=("gpu", "batch_rows")), sources,
+    return stable_hash([config_hash(cfg), sources,
                         with_modalities, len(vectors)])
 
 

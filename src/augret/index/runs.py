@@ -162,7 +162,7 @@ def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
         for task, pool in todo:
             entry = emb.entry("queries", task)
             fp = fingerprint(meta.get("fingerprint"), meta.get("created"), entry.fingerprint,
-                             config_hash(cfg, exclude=("gpu", "batch_size")),
+                             config_hash(cfg, scope="dense"),
                              cfg.k or default_depth(task))
             if skip and skip.get(run_file_name(task, pool)) == fp:
                 log.info("%s is up to date; not searched again", run_file_name(task, pool))
@@ -219,7 +219,7 @@ def search_bm25_tasks(data_dir: str | Path, index_path: str | Path,
             st = qfile.stat()
             fp = fingerprint(meta.get("fingerprint"), meta.get("created"), str(qfile),
                              st.st_size, st.st_mtime, query_field,
-                             config_hash(cfg, exclude=("gpu", "batch_size", "threads")),
+                             config_hash(cfg),
                              cfg.k or default_depth(task))
             if skip and skip.get(run_file_name(task, pool)) == fp:
                 log.info("%s is up to date; not searched again", run_file_name(task, pool))

@@ -4,7 +4,8 @@
   corpus) to run files and the M-BEIR table, reusing every stage whose inputs did not change.
 """
 
-from augret.pipeline.mbeir import RunConfig, RunReport, run_mbeir
+from augret.pipeline.config import RunConfig
+from augret.pipeline.mbeir import RunReport, run_mbeir
 from augret.pipeline.stages import StageResult
 
 __all__ = ["RunConfig", "RunReport", "StageResult", "run_mbeir"]

@@ -25,87 +25,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from augret.config import config_hash, config_to_dict, write_resolved
+from augret.config import config_hash, config_to_dict, hash_values, write_resolved
 from augret.data.jsonl import atomic_writer, read_json, write_json
 from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
-from augret.index.config import BM25Config, IndexConfig, SearchConfig
+from augret.index.config import SearchConfig
+from augret.pipeline.config import RunConfig
 from augret.pipeline.stages import StageResult, file_stats, fingerprint, run_stage
 
-__all__ = ["RunConfig", "RunReport", "run_mbeir"]
+__all__ = ["RunReport", "run_mbeir"]
 
 log = logging.getLogger(__name__)
-
-RETRIEVERS = ("dense", "bm25", "hybrid")
-
-
-@dataclass
-class RunConfig:
-    """What ``augret mbeir run`` does.
-
-    Attributes:
-        encoder: Encoder name or checkpoint (dense and hybrid retrievers).
-        retriever: ``dense`` (FAISS), ``bm25`` or ``hybrid`` (RRF of both).
-        pools: ``local`` and/or ``union``.
-        tasks: Only these test tasks (default: every task of the query directory).
-        instruction: Query instructions: ``first`` (prompt_1), ``random`` or ``none``.
-        backbone: Architecture of a UniIR ``.pth`` checkpoint (default: inferred).
-        context_length: Text context length (default: the model's).
-        precision: ``auto``, ``fp32``, ``fp16``, ``bf16``.
-        on_missing_image: ``skip``, ``error`` or ``drop`` (see ``augret embed``).
-        batch_size: Items per encoder forward pass.
-        workers: Image-decoding workers.
-        device: Encoder device.
-        index: Dense index parameters (default: exact, UniIR's protocol).
-        bm25: BM25 parameters.
-        k: Run depth (default: each task's deepest metric, 10 or 50).
-        filter_modality: Keep only candidates of the task's modality (UniIR does not).
-        rrf_k: The hybrid RRF constant.
-        metrics: Extra metrics evaluated per task (``metrics.json``).
-    """
-
-    encoder: str | None = None
-    retriever: Literal["dense", "bm25", "hybrid"] = "dense"
-    pools: list[str] = field(default_factory=lambda: ["local", "union"])
-    tasks: list[str] | None = None
-    instruction: Literal["first", "random", "none"] = "first"
-    backbone: str | None = None
-    context_length: int | None = None
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    on_missing_image: Literal["skip", "error", "drop"] = "skip"
-    batch_size: int = 256
-    workers: int = 4
-    device: str = "auto"
-    index: IndexConfig = field(default_factory=IndexConfig)
-    bm25: BM25Config = field(default_factory=BM25Config)
-    k: int | None = None
-    filter_modality: bool = False
-    rrf_k: float = 60.0
-    metrics: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.retriever not in RETRIEVERS:
-            raise ValueError(f"retriever must be one of {RETRIEVERS}")
-        if not self.pools or any(p not in ("local", "union") for p in self.pools):
-            raise ValueError("pools must be 'local' and/or 'union'")
-        if self.retriever != "bm25" and not self.encoder:
-            raise ValueError(f"the {self.retriever} retriever needs an encoder")
-        if self.batch_size < 1 or self.workers < 0:
-            raise ValueError("batch_size must be >= 1 and workers >= 0")
-
-    @property
-    def dense(self) -> bool:
-        """Whether dense retrieval runs (dense or hybrid)."""
-        return self.retriever in ("dense", "hybrid")
-
-    @property
-    def lexical(self) -> bool:
-        """Whether BM25 runs (bm25 or hybrid)."""
-        return self.retriever in ("bm25", "hybrid")
 
 
 @dataclass
@@ -204,11 +138,8 @@ class _Pipeline:
                            on_missing_image=c.on_missing_image, overwrite=True)
 
     def _embed_key(self) -> dict[str, Any]:
-        c = self.cfg
-        return {"encoder": c.encoder, "backbone": c.backbone, "instruction": c.instruction,
-                "precision": c.precision, "context_length": c.context_length,
-                "on_missing_image": c.on_missing_image,
-                "weights": file_stats(_encoder_files(str(c.encoder)))}
+        return {**hash_values(self.cfg, scope="embed"),
+                "weights": file_stats(_encoder_files(str(self.cfg.encoder)))}
 
     def _search_config(self) -> SearchConfig:
         return SearchConfig(k=self.cfg.k, filter_modality=self.cfg.filter_modality)
@@ -251,7 +182,7 @@ class _Pipeline:
         from augret.index import build_dense_indexes
 
         c = self.cfg
-        chash = config_hash(c.index, exclude=("gpu", "batch_rows"))
+        chash = config_hash(c.index)
         directory = self.out / "index" / "dense"
         inputs = {"embeddings": pools_fp, "pools": c.pools}
 
@@ -293,8 +224,7 @@ class _Pipeline:
                               pools=self.cfg.pools, tasks=self.tasks, force=True)
 
         return self.stage(f"search_{kind}", directory,
-                          fingerprint(config_hash(cfg, exclude=("gpu", "batch_size",
-                                                                "threads")), inputs),
+                          fingerprint(config_hash(cfg), inputs),
                           work, inputs=inputs, config=config_to_dict(cfg), clear=_clear_runs)
 
     def fuse(self, dense_fp: str, bm25_fp: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from augret.serve.config import SearcherConfig, ServeConfig
 from augret.serve.enhancer import Enhanced, QueryEnhancer
 from augret.serve.query import AdhocQuery, Hit, QueryResult
 from augret.serve.searcher import Searcher
@@ -25,7 +26,8 @@ __all__ = [
     "QueryEnhancer",
     "QueryResult",
     "Searcher",
-    "ServeSettings",
+    "SearcherConfig",
+    "ServeConfig",
     "create_app",
     "search_file",
     "serve",
@@ -33,7 +35,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:  # the web layer loads fastapi only when asked for
-    if name in ("ServeSettings", "create_app", "serve"):
+    if name in ("create_app", "serve"):
         from augret.serve import app
 
         return getattr(app, name)

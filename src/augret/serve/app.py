@@ -27,7 +27,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -35,6 +34,7 @@ from augret._lazy import require
 from augret.data.ids import MODALITIES
 from augret.errors import AugretError, ConfigError
 from augret.serve.catalog import ID_PATTERN
+from augret.serve.config import ServeConfig
 from augret.serve.errors import (
     InvalidRequest,
     ItemNotFound,
@@ -51,7 +51,7 @@ responses = require("fastapi.responses", "serve")
 require("python_multipart", "serve")  # form parsing (python-multipart)
 Request = fastapi.Request
 
-__all__ = ["ServeSettings", "create_app", "serve"]
+__all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -61,43 +61,6 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Limits and access settings of the service.
-
-    Attributes:
-        max_k: Largest ``k`` a request may ask for (larger is a 422).
-        default_k: ``k`` when a request gives none.
-        max_upload_bytes: Largest image file (decoded bytes).
-        max_text_chars: Longest ``text`` / ``instruction``.
-        api_key: When set, ``/search`` and ``/items`` need it (``X-API-Key`` header or
-            ``Authorization: Bearer``).
-        cors_origins: Origins allowed cross-site (none: CORS off).
-        title: The page title.
-    """
-
-    max_k: int = 100
-    default_k: int = 10
-    max_upload_bytes: int = 10 * 1024 * 1024
-    max_text_chars: int = 2000
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    title: str = "augret search"
-
-    def __post_init__(self) -> None:
-        if self.max_k < 1 or not 1 <= self.default_k <= self.max_k:
-            raise ConfigError("need 1 <= default_k <= max_k")
-        if self.max_upload_bytes < 1 or self.max_text_chars < 1:
-            raise ConfigError("max_upload_bytes and max_text_chars must be positive")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ConfigError("the API key must not be blank")
-
-    @property
-    def max_body_bytes(self) -> int:
-        """Largest request body: a base64 image plus room for the other fields."""
-        return self.max_upload_bytes * 4 // 3 + 4 * self.max_text_chars + 64 * 1024
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -240,7 +203,7 @@ def _opt_text(fields: dict[str, Any], name: str, limit: int) -> str | None:
     return value
 
 
-def _k(value: Any, settings: ServeSettings, *, form: bool) -> int:
+def _k(value: Any, settings: ServeConfig, *, form: bool) -> int:
     if value is None or (form and value == ""):
         return settings.default_k
     if form and isinstance(value, str):  # form fields are strings; JSON needs a number
@@ -256,7 +219,7 @@ def _k(value: Any, settings: ServeSettings, *, form: bool) -> int:
     return value
 
 
-def _b64_image(value: Any, settings: ServeSettings) -> bytes | None:
+def _b64_image(value: Any, settings: ServeConfig) -> bytes | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -273,7 +236,7 @@ def _b64_image(value: Any, settings: ServeSettings) -> bytes | None:
     return data
 
 
-def _query(fields: dict[str, Any], image: bytes | None, settings: ServeSettings, *,
+def _query(fields: dict[str, Any], image: bytes | None, settings: ServeConfig, *,
            form: bool) -> tuple[AdhocQuery, int]:
     unknown = sorted(str(f)[:40] for f in fields if f not in _FIELDS)
     if unknown:
@@ -293,7 +256,7 @@ def _query(fields: dict[str, Any], image: bytes | None, settings: ServeSettings,
                       modality=modality), k
 
 
-async def _json_fields(request: Request, settings: ServeSettings) -> _Fields:
+async def _json_fields(request: Request, settings: ServeConfig) -> _Fields:
     body = await request.body()
     try:
         fields = json.loads(body)
@@ -304,7 +267,7 @@ async def _json_fields(request: Request, settings: ServeSettings) -> _Fields:
     return fields, _b64_image(fields.get("image"), settings)
 
 
-async def _form_fields(request: Request, settings: ServeSettings) -> _Fields:
+async def _form_fields(request: Request, settings: ServeConfig) -> _Fields:
     datastructures = require("starlette.datastructures", "serve")
     form = await request.form(max_files=2, max_fields=len(_FIELDS) + 2,
                               max_part_size=settings.max_body_bytes)
@@ -338,7 +301,7 @@ def _static(name: str) -> bytes:
     return resources.files("augret.serve").joinpath("static", name).read_bytes()
 
 
-def create_app(searcher: Searcher, settings: ServeSettings | None = None) -> Any:
+def create_app(searcher: Searcher, settings: ServeConfig | None = None) -> Any:
     """The FastAPI app serving ``searcher``.
 
     Args:
@@ -349,7 +312,7 @@ def create_app(searcher: Searcher, settings: ServeSettings | None = None) -> Any
         A FastAPI application.
     """
     concurrency = require("starlette.concurrency", "serve")
-    settings = settings or ServeSettings()
+    settings = settings or ServeConfig()
     app = fastapi.FastAPI(title=settings.title, docs_url=None, redoc_url=None,
                           openapi_url=None)
     app.state.searcher = searcher
@@ -432,11 +395,11 @@ def create_app(searcher: Searcher, settings: ServeSettings | None = None) -> Any
     return app
 
 
-def serve(searcher: Searcher, settings: ServeSettings | None = None, *,
-          host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app with uvicorn until interrupted."""
+def serve(searcher: Searcher, settings: ServeConfig | None = None) -> None:
+    """Run the app with uvicorn on ``settings.host:port`` until interrupted."""
     uvicorn = require("uvicorn", "serve")
+    settings = settings or ServeConfig()
     app = create_app(searcher, settings)
-    log.info("serving on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                proxy_headers=False)
+    log.info("serving on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                server_header=False, proxy_headers=False)
