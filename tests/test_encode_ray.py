@@ -38,7 +38,7 @@ from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
 from augret.ray_resources import RayResources  # noqa: E402
 
 # what may differ between engines: the run knobs in the recorded config, and the run record
-RUN_KEYS = {"engine", "workers", "address", "gpus_per_worker", "cpus_per_worker"}
+RUN_KEYS = {"engine", "workers", "ray"}
 SHARD = 8
 
 

@@ -29,7 +29,6 @@ __all__ = [
     "check_min",
     "config_hash",
     "config_to_dict",
-    "field_help",
     "hash_values",
     "load_config",
     "option",
@@ -60,11 +59,6 @@ def option(default: Any = dataclasses.MISSING, *, help: str, hash: HashRule = Tr
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
-
-
-def field_help(f: dataclasses.Field) -> str | None:
-    """The help text declared on a config field (``None`` when it has none)."""
-    return f.metadata.get("help")
 
 
 def check_min(cfg: Any, minimum: float, *names: str) -> None:
