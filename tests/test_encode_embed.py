@@ -272,3 +272,15 @@ def test_empty_items_are_skipped_not_misaligned(sample_dir: Path, tmp_path: Path
     assert meta["entries"]["queries/webqa_task1"]["skipped"] == 1
     skipped = (tmp_path / "emb2/queries/webqa_task1/skipped.jsonl").read_text()
     assert "no text and no image" in skipped and queries[0]["qid"] in skipped
+
+
+def test_every_engine_choice_has_an_engine() -> None:
+    from typing import get_args, get_type_hints
+
+    from augret.encode.embed import ENGINES
+    from augret.encode.local_engine import embed_local
+    from augret.encode.ray_engine import embed_with_ray
+
+    choices = get_args(get_type_hints(EmbedConfig)["engine"])
+    assert sorted(ENGINES) == sorted(choices) == ["local", "ray"]
+    assert ENGINES["local"] is embed_local and ENGINES["ray"] is embed_with_ray

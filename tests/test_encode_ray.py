@@ -33,7 +33,7 @@ from augret.encode import (  # noqa: E402
     ray_engine,
     read_entry,
 )
-from augret.encode.embed import _ImageGuard  # noqa: E402
+from augret.encode.shards import ImageGuard  # noqa: E402
 from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
 from augret.ray_resources import RayResources  # noqa: E402
 
@@ -170,7 +170,7 @@ def test_a_killed_worker_costs_only_its_shard(data: Path, reference: Path, tmp_p
     marker = tmp_path / "killed"
     victim = 12  # the shard (in write order) whose worker dies
 
-    class DyingActor(ray_engine._EmbedActor):
+    class DyingActor(ray_engine.EmbedActor):
         """Fault injection: the worker that picks up shard ``victim`` SIGKILLs itself once,
         after the first shard is on disk."""
 
@@ -194,7 +194,7 @@ def test_a_killed_worker_costs_only_its_shard(data: Path, reference: Path, tmp_p
                 f.write(f"done {seq} {os.getpid()}\n")
             return result
 
-    monkeypatch.setattr(ray_engine, "_EmbedActor", DyingActor)
+    monkeypatch.setattr(ray_engine, "EmbedActor", DyingActor)
     meta = embed_dir(data, out, _ray_cfg(ray_address), encoder=tiny, progress=False)
     assert int(marker.read_text()) >= 1  # shards were written before the kill
     _assert_same_output(out, reference)
@@ -216,19 +216,19 @@ def test_image_guard_merged_per_shard_fires_like_one_process(seed: int) -> None:
     good = rnd.choice([None, rnd.randrange(120)])  # the first image that loads, if any
     rows = [None if i == good or (good is not None and i > good and rnd.random() < 0.5)
             else f"image not found: {i}.png" for i in range(rnd.randrange(30, 130))]
-    one = _ImageGuard("root")
+    one = ImageGuard("root")
     try:
         for error in rows:
             one.see(error)
         want = None
     except DataNotFoundError as exc:
         want = str(exc)
-    merged = _ImageGuard("root")
+    merged = ImageGuard("root")
     cuts = sorted({0, len(rows), *rnd.sample(range(len(rows)), 4)})
     got = None
     try:
         for a, b in pairwise(cuts):
-            shard = _ImageGuard("root", strict=False)
+            shard = ImageGuard("root", strict=False)
             for error in rows[a:b]:
                 shard.see(error)
             merged.merge(shard)

@@ -2,9 +2,9 @@
 
 The unit of work is one shard: a source file, the shard's index and where its first row is
 (row, byte offset, line). A dataset of shard descriptors, one block each, flows through
-``map_batches`` into a fixed pool of :class:`_EmbedActor` (``batch_size=1``), each holding
+``map_batches`` into a fixed pool of :class:`EmbedActor` (``batch_size=1``), each holding
 one encoder and embedding a shard with the single-process code
-(:class:`augret.encode.embed._ShardEmbedder`). The driver consumes the results as they stream
+(:class:`augret.encode.shards.ShardEmbedder`). The driver consumes the results as they stream
 in, holds back those that arrive early and writes them in exactly the single-process order
 through :class:`~augret.formats.embeddings.EntryWriter`: the files are byte-identical to the
 ``local`` engine's, and either engine resumes the other's directory.
@@ -39,26 +39,27 @@ import numpy as np
 from augret._ray import Throughput, actor_pool, ray_session
 from augret.data.mbeir import MBEIRDir
 from augret.encode.config import EmbedConfig
-from augret.encode.embed import (
-    _describe,
-    _finish_entry,
-    _ImageGuard,
-    _instruction_table,
-    _iter_rows,
-    _Job,
-    _open_entry,
-    _shard_starts,
-    _ShardEmbedder,
-    _ShardStart,
-    _start_meta,
-    _summary,
+from augret.encode.shards import (
+    EmbedJob,
+    EmbedPlan,
+    ImageGuard,
+    ShardEmbedder,
+    ShardStart,
+    describe_encoder,
+    entry_summary,
+    finish_entry,
+    instruction_table,
+    iter_rows,
+    open_entry,
+    shard_starts,
+    start_meta,
 )
 from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
 from augret.formats import embeddings as embedding_files
 from augret.formats.embeddings import EntryWriter
 from augret.ray_resources import RayResources
 
-__all__ = ["embed_with_ray"]
+__all__ = ["EmbedActor", "embed_with_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class _ShardResult:
     vectors: np.ndarray | None
     ids: list[str]
     stats: dict[str, Any]
-    guard: _ImageGuard
+    guard: ImageGuard
     error: AugretError | None = None
 
 
@@ -102,10 +103,10 @@ def _load(cfg: EmbedConfig, device: str, threads: int) -> Any:
 
 
 def _describe_on_worker(cfg: EmbedConfig, device: str, threads: int) -> dict[str, Any]:
-    return _describe(_load(cfg, device, threads))
+    return describe_encoder(_load(cfg, device, threads))
 
 
-class _EmbedActor:
+class EmbedActor:
     """A Ray Data actor holding one encoder; a batch is one shard descriptor (or more).
 
     Args:
@@ -117,30 +118,30 @@ class _EmbedActor:
         loader_workers: Image-decoding data loader processes for large shards.
     """
 
-    def __init__(self, data_dir: str, cfg: EmbedConfig, jobs: dict[str, _Job], device: str,
-                 threads: int, loader_workers: int) -> None:
+    def __init__(self, data_dir: str, cfg: EmbedConfig, jobs: dict[str, EmbedJob],
+                 device: str, threads: int, loader_workers: int) -> None:
         data = MBEIRDir(data_dir)
         encoder = _load(cfg, device, threads)
         self.cfg, self.jobs = cfg, jobs
         self.image_root = str(data.image_root)
-        self.shards = _ShardEmbedder(data, cfg, encoder, _instruction_table(data, cfg),
-                                     loader_workers)
+        self.shards = ShardEmbedder(data, cfg, encoder, instruction_table(data, cfg),
+                                    loader_workers)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = []
         for i in range(len(batch["seq"])):
-            start = _ShardStart(int(batch["shard"][i]), int(batch["row"][i]),
-                                int(batch["offset"][i]), int(batch["line"][i]))
+            start = ShardStart(int(batch["shard"][i]), int(batch["row"][i]),
+                               int(batch["offset"][i]), int(batch["line"][i]))
             result = self._shard(int(batch["seq"][i]), str(batch["entry"][i]), start)
             results.append(pickle.dumps(result, protocol=5))
         return {"seq": batch["seq"], "result": np.array(results, dtype=object)}
 
-    def _shard(self, seq: int, entry: str, start: _ShardStart) -> _ShardResult:
+    def _shard(self, seq: int, entry: str, start: ShardStart) -> _ShardResult:
         job = self.jobs[entry]
-        guard = _ImageGuard(self.image_root, strict=False)  # the driver checks in order
+        guard = ImageGuard(self.image_root, strict=False)  # the driver checks in order
         rows = 0
         try:
-            it = _iter_rows(job.path, job.kind, start.row, at=start)
+            it = iter_rows(job.path, job.kind, start.row, at=start)
             chunk = list(islice(it, self.cfg.shard_size))
             rows = len(chunk)
             vectors, ids, stats = self.shards.embed(job, chunk, guard)
@@ -152,12 +153,12 @@ class _EmbedActor:
 # ---- the driver side ---------------------------------------------------------------------------
 @dataclass
 class _Entry:
-    job: _Job
+    job: EmbedJob
     fp: dict[str, Any]
     writer: EntryWriter | None  # None: finished by an earlier run
     entry: dict[str, Any] | None
-    starts: list[_ShardStart]
-    guard: _ImageGuard
+    starts: list[ShardStart]
+    guard: ImageGuard
 
 
 class _Committer:
@@ -204,17 +205,17 @@ class _Committer:
                 self.seq += 1
                 continue
             if e.writer is not None:
-                e.entry = _finish_entry(e.job, e.writer, e.fp, self.cfg, self.context_length)
+                e.entry = finish_entry(e.job, e.writer, e.fp, self.cfg, self.context_length)
                 log.info("%s: %d rows (%s)", e.job.entry, e.entry["rows"],
                          self.stages["embed"].line())
             assert e.entry is not None
-            self.meta["entries"][e.job.entry] = _summary(e.entry)
+            self.meta["entries"][e.job.entry] = entry_summary(e.entry)
             self.meta["run"]["stages"] = {k: t.as_dict() for k, t in self.stages.items()}
             embedding_files.write_meta(self.out, self.meta)
             self.cursor += 1
             self.pos = 0
 
-    def _write(self, e: _Entry, start: _ShardStart, result: _ShardResult) -> None:
+    def _write(self, e: _Entry, start: ShardStart, result: _ShardResult) -> None:
         assert e.writer is not None
         e.guard.merge(result.guard)  # the first-50-images check, raised at the same row
         if result.error is not None:
@@ -235,7 +236,7 @@ def _check_encoder(encoder: Any, cfg: EmbedConfig, device: str) -> dict[str, Any
     if encoder.precision != want:
         raise ConfigError(f"engine 'ray': the encoder passed in runs at {encoder.precision} "
                           f"but the workers ({device}) would run at {want}")
-    return _describe(encoder)
+    return describe_encoder(encoder)
 
 
 def _describe_remotely(ray: Any, cfg: EmbedConfig, res: RayResources, device: str
@@ -260,17 +261,15 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def embed_with_ray(data: MBEIRDir, out: Path, cfg: EmbedConfig, jobs: list[_Job],
-                   union: list[str] | None, *, encoder: Any = None, progress: bool = True
-                   ) -> dict[str, Any]:
-    """Run :func:`augret.encode.embed_dir`'s plan on a Ray actor pool (see the module doc).
+def embed_with_ray(data: MBEIRDir, out: Path, cfg: EmbedConfig, plan: EmbedPlan, *,
+                   encoder: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Embed ``plan`` on a Ray actor pool (see the module doc).
 
     Args:
         data: The M-BEIR directory.
         out: The embedding directory.
         cfg: The config (``engine: ray`` and its Ray knobs).
-        jobs: The entries to embed, in order.
-        union: The entries that make up the union pool (``meta.json``'s ``union``).
+        plan: The entries to embed (:func:`~augret.encode.shards.plan_embedding`).
         encoder: An already loaded ``cfg.encoder``, used only to describe it (else one
             worker loads it once to describe it).
         progress: Show a progress bar with rows/s, GPUs and ETA.
@@ -287,22 +286,22 @@ def embed_with_ray(data: MBEIRDir, out: Path, cfg: EmbedConfig, jobs: list[_Job]
                                "gpus_per_worker": res.gpus_per_worker,
                                "cpus_per_worker": res.cpus_per_worker, "gpus": res.gpus,
                                "stages": {}}
-        meta, chash = _start_meta(data, out, cfg, enc, union, run)
+        meta, chash = start_meta(data, out, cfg, enc, plan.union, run)
         entries: list[_Entry] = []
         descriptors: list[dict[str, Any]] = []
         todo = 0
-        for job in jobs:
-            fp, writer, entry = _open_entry(out, job, cfg, chash, enc["dim"])
-            starts: list[_ShardStart] = []
+        for job in plan.jobs:
+            fp, writer, entry = open_entry(out, job, cfg, chash, enc["dim"])
+            starts: list[ShardStart] = []
             if writer is not None:
-                starts, rows = _shard_starts(job.path, cfg.shard_size, writer.done)
+                starts, rows = shard_starts(job.path, cfg.shard_size, writer.done)
                 todo += rows - min(rows, writer.done * cfg.shard_size)
             for s in starts:
                 descriptors.append({"seq": len(descriptors), "entry": job.entry,
                                     "shard": s.shard, "row": s.row, "offset": s.offset,
                                     "line": s.line})
             entries.append(_Entry(job, fp, writer, entry, starts,
-                                  _ImageGuard(str(data.image_root))))
+                                  ImageGuard(str(data.image_root))))
         stages = {"embed": Throughput("embed", total=todo, gpus=res.gpus),
                   "write": Throughput("write", total=todo, gpus=res.gpus)}
         committer = _Committer(entries, out, meta, cfg, enc["context_length"], stages)
@@ -326,7 +325,7 @@ def _stream(ray: Any, data: MBEIRDir, cfg: EmbedConfig, res: RayResources, devic
     jobs = {e.job.entry: e.job for e in entries if e.starts}
     ds = ray.data.from_items(descriptors, override_num_blocks=len(descriptors))
     ds = ds.map_batches(
-        _EmbedActor, batch_size=1,
+        EmbedActor, batch_size=1,
         fn_constructor_kwargs={"data_dir": str(data.root), "cfg": cfg, "jobs": jobs,
                                "device": device, "threads": _threads(res),
                                "loader_workers": max(0, math.floor(res.cpus_per_worker) - 1)},
