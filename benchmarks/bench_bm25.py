@@ -23,7 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from augret.index import BM25Index
+from augret.index.bm25 import BM25Index
 
 
 def make_texts(n: int, vocab: int, rng: np.random.Generator) -> list[str]:

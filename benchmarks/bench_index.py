@@ -27,8 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from augret.formats.embeddings import EmbeddingEntry
-from augret.index import IndexConfig, VectorSet, build_index
+from augret.index import IndexConfig
 from augret.index._faiss import default_nlist
+from augret.index.dense import build_index
+from augret.index.vectors import VectorSet
 
 
 def write_entry(folder: Path, n: int, dim: int, shard: int, centers: np.ndarray,

@@ -37,14 +37,14 @@ def shapes_index(root: Path) -> tuple[Path, Path, Path]:
     """Render the shapes sample and build tiny-encoder dense and BM25 indexes."""
     from augret.data.sample import write_sample
     from augret.encode import EmbedConfig, embed_dir
-    from augret.index import build_bm25_indexes, build_dense_indexes
+    from augret.index import BM25Config, build_indexes
 
     data = root / "shapes"
     write_sample(data)
     embed_dir(data, root / "emb", EmbedConfig(encoder="tiny", pools=["local", "union"],
                                               workers=0), progress=False)
-    build_dense_indexes(root / "emb", root / "dense", progress=False)
-    build_bm25_indexes(data, root / "bm25", progress=False)
+    build_indexes(root / "emb", root / "dense", progress=False)
+    build_indexes(data, root / "bm25", BM25Config(), progress=False)
     return data, root / "dense", root / "bm25"
 
 

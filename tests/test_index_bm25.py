@@ -10,7 +10,9 @@ import pytest
 
 from augret.data.jsonl import write_jsonl
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError, MissingExtraError
-from augret.index import BM25Config, BM25Index, Tokenizer, build_bm25_index, load_index, search
+from augret.index import BM25Config, load_index
+from augret.index.bm25 import BM25Index, Tokenizer, build_bm25_index
+from augret.index.search import search
 
 pytest.importorskip("bm25s")
 

@@ -9,18 +9,13 @@ import numpy as np
 import pytest
 
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
-from augret.index import (
-    DenseIndex,
-    EmbeddingDir,
-    IndexConfig,
-    VectorSet,
-    build_index,
-    build_pool_index,
-    load_index,
-    pool_entries,
-    search,
-)
+from augret.formats.embeddings import EmbeddingDir
+from augret.index import IndexConfig, load_index
+from augret.index.dense import DenseIndex, build_index, build_pool_index
+from augret.index.pools import pool_entries
 from augret.index.recall import recall_at_k
+from augret.index.search import search
+from augret.index.vectors import VectorSet
 from test_index_support import brute_force, clustered, dids, write_entry, write_meta
 
 pytest.importorskip("faiss")

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from augret.data import MBEIRDir
-from augret.data.ids import UNION_POOL_ORDER
+from augret.data.ids import UNION_POOL_ORDER, default_depth
 from augret.data.lookup import PoolLookup
 from augret.errors import ConfigError, DataNotFoundError
 from augret.evaluate import read_run
 from augret.evaluate.rundir import evaluate_run_dir, find_run_files
 from augret.index import (
+    BM25Config,
     SearchConfig,
-    build_bm25_indexes,
-    build_dense_indexes,
-    default_depth,
+    build_indexes,
     fuse_run_dirs,
+    load_index,
     search_to_run_dir,
 )
 from test_index_support import brute_force, write_entry, write_meta
@@ -58,7 +58,7 @@ def world(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def dense_runs(world, sample_dir, tmp_path_factory):
     root, _, _ = world
     out = tmp_path_factory.mktemp("dense")
-    dirs = build_dense_indexes(root, out / "idx", progress=False)
+    dirs = build_indexes(root, out / "idx", progress=False)
     files = search_to_run_dir(root, out / "idx", out / "runs")
     return dirs, files, out
 
@@ -67,8 +67,6 @@ def test_one_index_per_local_pool_plus_union(world, dense_runs):
     _, pools, _ = world
     dirs, _, _ = dense_runs
     assert set(dirs) == set(pools) | {"union"}
-    from augret.index import load_index
-
     union = load_index(dirs["union"])
     order = [p for p in UNION_POOL_ORDER if p in pools]
     assert list(union.ids) == [d for p in order for d in pools[p][0]]
@@ -161,7 +159,7 @@ def test_encoder_mismatch_is_an_error(world, dense_runs, tmp_path):
 
 def test_bm25_and_hybrid_runs_evaluate(world, sample_dir, dense_runs, tmp_path):
     _, dense_files, out = dense_runs
-    dirs = build_bm25_indexes(sample_dir, tmp_path / "bm25", progress=False)
+    dirs = build_indexes(sample_dir, tmp_path / "bm25", BM25Config(), progress=False)
     assert "union" in dirs and "webqa_task1" in dirs
     bm25_files = search_to_run_dir(sample_dir, tmp_path / "bm25", tmp_path / "runs_bm25")
     # image-only queries and image-only pools have no text: those runs are not written

@@ -87,7 +87,7 @@ def test_dense_and_bm25_union_indexes_hold_the_global_pool(mini_with_global, tmp
 def test_dense_union_is_not_made_of_local_entries_when_the_global_pool_exists(
         mini_with_global, tmp_path, capsys):
     """Local pools embedded, union not: the union index refuses rather than index 126."""
-    from augret.index import build_pool_index
+    from augret.index.dense import build_pool_index
 
     root, _ = mini_with_global
     emb = tmp_path / "emb"

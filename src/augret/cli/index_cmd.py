@@ -27,7 +27,7 @@ def _target(pool: str | None, union: bool, all_: bool) -> str | None:
 def _show_built(dirs: dict[str, Path]) -> None:
     from rich.table import Table
 
-    from augret.index import read_meta
+    from augret.formats.indexes import read_meta
 
     table = Table(title="indexes")
     for col in ("pool", "kind", "rows", "recall", "seconds", "directory"):
@@ -71,17 +71,11 @@ def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
           config: ConfigArgs, modalities: bool | None, data_dir: Path | None,
           force: bool, no_progress: bool) -> None:
     """Build dense FAISS indexes from the pool entries of EMB_DIR."""
-    from augret.index import build_dense_indexes, build_pool_index
+    from augret.index.build import build_indexes
 
-    cfg = config.load()
-    target = _target(pool, union, all_)
-    opts = {"cfg": cfg, "modalities": modalities, "data_dir": data_dir, "force": force,
-            "progress": not no_progress}
-    if target is None:
-        dirs = build_dense_indexes(emb_dir, out_dir, **opts)
-    else:
-        build_pool_index(emb_dir, out_dir, pool=target, **opts)
-        dirs = {target: out_dir}
+    dirs = build_indexes(emb_dir, out_dir, config.load(), pool=_target(pool, union, all_),
+                         modalities=modalities, data_dir=data_dir, force=force,
+                         progress=not no_progress)
     _show_built(dirs)
 
 
@@ -101,17 +95,10 @@ def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
 def bm25(data_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: bool,
          config: ConfigArgs, force: bool, no_progress: bool) -> None:
     """Build BM25 indexes over the candidate texts of DATA_DIR (an M-BEIR directory)."""
-    from augret.index import build_bm25_index, build_bm25_indexes
+    from augret.index.build import build_indexes
 
-    cfg = config.load()
-    target = _target(pool, union, all_)
-    if target is None:
-        dirs = build_bm25_indexes(data_dir, out_dir, cfg=cfg, force=force,
-                                  progress=not no_progress)
-    else:
-        build_bm25_index(data_dir, out_dir, pool=target, cfg=cfg, force=force,
-                         progress=not no_progress)
-        dirs = {target: out_dir}
+    dirs = build_indexes(data_dir, out_dir, config.load(), pool=_target(pool, union, all_),
+                         force=force, progress=not no_progress)
     _show_built(dirs)
 
 
@@ -120,7 +107,7 @@ def bm25(data_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
 @click.option("--json", "as_json", is_flag=True, help="Print meta.json as JSON.")
 def info(index_dir: Path, as_json: bool) -> None:
     """Describe INDEX_DIR (an index directory or a root of them)."""
-    from augret.index import index_dirs, read_meta
+    from augret.formats.indexes import index_dirs, read_meta
 
     dirs = index_dirs(index_dir)
     if as_json:
@@ -140,7 +127,7 @@ def info(index_dir: Path, as_json: bool) -> None:
 def fuse(run_dirs: tuple[Path, ...], out_dir: Path, weights: str | None, rrf_k: float,
          depth: int | None) -> None:
     """Reciprocal rank fusion of RUN_DIRS (e.g. dense and BM25) into --out."""
-    from augret.index import fuse_run_dirs
+    from augret.index.fusion import fuse_run_dirs
 
     w = None
     if weights:
@@ -174,7 +161,7 @@ def search(queries: Path, index_path: Path, out_dir: Path, pool: str, tasks: tup
     QUERIES is an embedding directory for dense indexes, or an M-BEIR directory (query
     texts) for BM25 indexes.
     """
-    from augret.index import search_to_run_dir
+    from augret.index.runs import search_to_run_dir
 
     cfg = config.load()
     pools = ("local", "union") if pool == "both" else (pool,)

@@ -1,5 +1,7 @@
 """Lexical retrieval: a BM25 index (bm25s) over candidate texts, with a simple tokenizer.
 
+This module is the ``bm25`` backend of :mod:`augret.index.backends`.
+
 Tokens are lowercase ``\\w+`` runs, optionally without English stopwords (bm25s's list) and
 stemmed with PyStemmer (optional; nothing is downloaded). Candidate text is ``txt`` (after
 enhancement: the captions); query text is ``query_txt`` without any instruction prefix.
@@ -40,7 +42,7 @@ from augret.index.config import BM25Config
 from augret.index.pools import check_unique
 from augret.index.search import SearchResult, modality_mask, ranked_search
 
-__all__ = ["BM25Index", "Tokenizer", "bm25_pool_files", "build_bm25_index"]
+__all__ = ["BM25Index", "Tokenizer", "bm25_pool_files", "build_bm25_index", "text_pools"]
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +287,22 @@ def bm25_pool_files(data: MBEIRDir, pool: str) -> list[Path]:
     if path is None:
         raise DataNotFoundError(f"{data.root}: no local pool {pool!r}")
     return [path]
+
+
+def text_pools(data_dir: str | Path, *, local: bool = True, union: bool = True) -> list[str]:
+    """The pools of an M-BEIR directory BM25 can index: its local pool files, then ``union``
+    when the directory has one (:meth:`MBEIRDir.union_pool_files`).
+
+    Raises:
+        DataNotFoundError: None of the pools asked for is there.
+    """
+    data = MBEIRDir(data_dir)
+    names = list(data.local_pools()) if local else []
+    if union and data.union_pool_files():
+        names.append(UNION)
+    if not names:
+        raise DataNotFoundError(f"{data.root}: no candidate pool to index")
+    return names
 
 
 def _candidate_rows(files: Sequence[Path], field: str, sink: dict[str, list]

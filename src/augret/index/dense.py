@@ -1,6 +1,7 @@
 """Dense FAISS indexes over embedding entries: build (streamed), save, load, search.
 
-Every kind scores by inner product on L2-normalised vectors (cosine). The exact kind is a
+This module is the ``faiss`` backend of :mod:`augret.index.backends`. Every kind scores by
+inner product on L2-normalised vectors (cosine). The exact kind is a
 plain ``IndexFlatIP``: UniIR's ``IDMap,Flat`` gives the same ranking, but its int64 ids are
 hashed dids; here FAISS row ``i`` is line ``i + 1`` of ``ids.txt``, so ids stay strings and
 any id format works. Approximate kinds (IVF, HNSW, IVF-PQ, PQ) are trained on a bounded
@@ -19,8 +20,8 @@ import numpy as np
 
 from augret import __version__
 from augret.config import config_hash, config_to_dict, write_resolved
-from augret.errors import ConfigError, DataFormatError
-from augret.formats.embeddings import EmbeddingEntry
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
 from augret.formats.fingerprint import stable_hash
 from augret.formats.indexes import (
     begin_write,
@@ -35,12 +36,12 @@ from augret.formats.indexes import (
 from augret.index import _faiss
 from augret.index._progress import progress as progress_bar
 from augret.index.config import IndexConfig, check_gpu_mode
-from augret.index.pools import check_unique
+from augret.index.pools import check_unique, modalities_from_pools, pool_entries
 from augret.index.recall import exact_topk, recall_at_k
 from augret.index.search import SearchResult, modality_mask, ranked_search
 from augret.index.vectors import VectorSet, l2_normalize
 
-__all__ = ["DenseIndex", "build_index"]
+__all__ = ["DenseIndex", "build_index", "build_pool_index"]
 
 log = logging.getLogger(__name__)
 
@@ -393,3 +394,45 @@ def build_index(vectors: VectorSet | Sequence[EmbeddingEntry], out_dir: str | Pa
         out.save(out_dir)
         write_resolved(cfg, out_dir)
     return out
+
+
+def build_pool_index(emb_dir: str | Path, out_dir: str | Path | None, *, pool: str,
+                     cfg: IndexConfig | None = None, modalities: bool | None = None,
+                     data_dir: str | Path | None = None, force: bool = False,
+                     progress: bool = True) -> DenseIndex:
+    """Build the dense index of one pool of an embedding directory.
+
+    Args:
+        emb_dir: The embedding directory.
+        out_dir: The index directory to write (``None``: keep it in memory only).
+        pool: A ``pools/<pool>`` entry name, or ``union`` (see
+            :func:`augret.index.pools.pool_entries`).
+        cfg: Build parameters (default: exact).
+        modalities: Store each candidate's modality for the modality filter: ``True``
+            requires the pool files, ``None`` stores them when the pool files are found,
+            ``False`` never.
+        data_dir: Where the pool files are (default: the embedding directory's
+            ``data_dir``; each entry's recorded source file is tried first).
+        force: Rebuild even when the index is up to date.
+        progress: Show progress bars.
+
+    Raises:
+        DataNotFoundError: No such pool, or ``modalities=True`` without pool files.
+        DataFormatError: See :func:`build_index`.
+    """
+    emb = EmbeddingDir(emb_dir)
+    entries = pool_entries(emb, pool)
+    vectors = VectorSet.from_entries(entries)
+    codes = None
+    if modalities is not False:
+        ids = vectors.read_ids()
+        codes = modalities_from_pools(entries, ids, data_dir=data_dir or emb.data_dir,
+                                      emb_root=emb.root)
+        if codes is None and modalities:
+            raise DataNotFoundError(f"no pool files found for the modalities of {pool!r}; "
+                                    "pass the M-BEIR directory (--data)")
+    return build_index(vectors, out_dir, cfg, pool=pool, encoder=emb.encoder,
+                       modalities=codes, force=force, progress=progress,
+                       extra_meta={"embedding_dir": str(emb.root),
+                                   "embedding_config_hash": emb.meta.get("config_hash"),
+                                   "data_dir": str(data_dir or emb.data_dir or "") or None})

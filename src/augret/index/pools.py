@@ -24,7 +24,14 @@ from augret.data.mbeir import UNION, MBEIRDir
 from augret.errors import DataFormatError, DataNotFoundError
 from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
 
-__all__ = ["UNION", "check_unique", "modalities_from_pools", "pool_entries", "pool_names"]
+__all__ = [
+    "UNION",
+    "check_unique",
+    "embedded_pools",
+    "modalities_from_pools",
+    "pool_entries",
+    "pool_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,28 @@ def pool_entries(emb: EmbeddingDir, pool: str) -> list[EmbeddingEntry]:
     if others:
         log.info("pools not in M-BEIR's union (not included): %s", ", ".join(others))
     return [emb.entry("pools", n) for n in present]
+
+
+def embedded_pools(emb_dir: str | Path, *, local: bool = True, union: bool = True
+                   ) -> list[str]:
+    """The pools an embedding directory can index: its local pool entries, then ``union``
+    when its entries make one (:func:`pool_entries`).
+
+    Raises:
+        DataNotFoundError: None of the pools asked for is there.
+    """
+    emb = EmbeddingDir(emb_dir)
+    names = pool_names(emb) if local else []
+    if union:
+        try:
+            pool_entries(emb, UNION)
+        except DataNotFoundError as exc:
+            log.info("no union index: %s", exc)
+        else:
+            names.append(UNION)
+    if not names:
+        raise DataNotFoundError(f"{emb.root}: no pool entries to index")
+    return names
 
 
 def _data_union(emb: EmbeddingDir) -> dict[str, Path] | None:

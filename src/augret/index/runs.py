@@ -6,40 +6,33 @@ for MSCOCO); union runs search them in the ``union`` index. Files are
 deepest metric (10, or 50 for Fashion200K and FashionIQ) unless configured. The run directory
 also holds ``search_config.yaml`` and ``runs.json`` (what produced each file; a file whose
 inputs and config did not change is not searched again).
+
+The indexes' backend (:mod:`augret.index.backends`) says which queries they search: an
+embedding directory's query entries (dense) or an M-BEIR directory's query texts (BM25).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from augret.config import config_hash, write_resolved
-from augret.data.ids import default_depth, local_pool, target_modality, task_id
-from augret.data.mbeir import RUN_POOLS, UNION, MBEIRDir, parse_run_file_name, run_file_name
-from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.config import write_resolved
+from augret.data.ids import default_depth, local_pool, target_modality
+from augret.data.mbeir import RUN_POOLS, UNION, parse_run_file_name, run_file_name
+from augret.errors import ConfigError, DataNotFoundError
 from augret.evaluate.runs import Run, write_run
-from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry, is_embedding_dir
 from augret.formats.fingerprint import fingerprint, read_run_manifest, write_run_manifest
 from augret.formats.indexes import index_dirs, read_meta
+from augret.index.backends import IndexBackend, backend_of
 from augret.index.config import SearchConfig
-from augret.index.search import SearchResult
-from augret.index.vectors import VectorSet
+from augret.index.queries import QuerySource
 
-__all__ = [
-    "default_depth",
-    "local_pool",
-    "search_bm25_tasks",
-    "search_dense_tasks",
-    "search_entry",
-    "search_to_run_dir",
-    "write_runs",
-]
+__all__ = ["search_tasks", "search_to_run_dir", "write_runs"]
 
 log = logging.getLogger(__name__)
+
 
 def write_runs(out_dir: str | Path, runs: Mapping[tuple[str, str], Run]) -> dict[
         tuple[str, str], Path]:
@@ -61,35 +54,6 @@ def write_runs(out_dir: str | Path, runs: Mapping[tuple[str, str], Run]) -> dict
     return out
 
 
-def _concat(results: list[SearchResult]) -> SearchResult:
-    return SearchResult(ids=np.concatenate([r.ids for r in results]),
-                        scores=np.concatenate([r.scores for r in results]),
-                        rows=np.concatenate([r.rows for r in results]))
-
-
-def search_entry(index: Any, entry: EmbeddingEntry, *, k: int, batch_size: int = 1024,
-                 modalities: str | Iterable[str] | None = None, tag: str | None = None,
-                 task: int | None = None) -> Run:
-    """Search every query of an embedding entry (streamed shard by shard) into a run.
-
-    Args:
-        index: A :class:`~augret.index.DenseIndex`.
-        entry: A ``queries/<task>`` entry.
-        k: Depth.
-        batch_size: Queries per FAISS call.
-        modalities: Optional candidate-modality filter.
-        tag: The run tag.
-        task: UniIR's task id for the 7th column (``None``: 6 columns).
-    """
-    qids = entry.read_ids()
-    parts = [index.search(x, k, batch_size=batch_size, modalities=modalities, normalize=False)
-             for _, x in VectorSet.from_entries([entry]).iter_batches(
-                 max(batch_size, 1 << 14), normalize=True)]
-    if not parts:
-        return Run([], np.zeros((0, 0)), np.zeros((0, 0)), [], tag=tag)
-    return _concat(parts).to_run(qids, task_ids=task, tag=tag)
-
-
 def _plan(index_path: str | Path, tasks: Sequence[str], pools: Sequence[str]
           ) -> dict[Path, list[tuple[str, str]]]:
     dirs = index_dirs(index_path)
@@ -109,28 +73,23 @@ def _plan(index_path: str | Path, tasks: Sequence[str], pools: Sequence[str]
     return plan
 
 
-def _encoder_name(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("name")
-    return value if isinstance(value, str) else None
-
-
 def _tag(cfg: SearchConfig, meta: Mapping[str, Any]) -> str:
     return cfg.tag or f"augret_{meta.get('kind', 'dense')}"
 
 
-def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
-                       cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
-                       tasks: Sequence[str] | None = None, skip: Mapping[str, str] | None = None,
-                       ) -> dict[tuple[str, str], tuple[Run, str]]:
-    """Search the query entries of an embedding directory in dense indexes.
+def search_tasks(source: QuerySource, backend: IndexBackend, index_path: str | Path,
+                 cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
+                 tasks: Sequence[str] | None = None, skip: Mapping[str, str] | None = None,
+                 ) -> dict[tuple[str, str], tuple[Run, str]]:
+    """Search the tasks of ``source`` in the indexes at ``index_path`` (all of ``backend``).
 
     Args:
-        emb_dir: The embedding directory (its ``queries/<task>`` entries).
+        source: The queries (:mod:`augret.index.queries`).
+        backend: The indexes' backend.
         index_path: An index directory or a root of them (``<pool>/``, ``union/``).
         cfg: Search settings.
         pools: ``local`` and/or ``union``.
-        tasks: Query entries to search (default: all).
+        tasks: Tasks to search (default: all of ``source``).
         skip: ``{run file name: fingerprint}`` of runs already written; a run whose
             fingerprint is unchanged is not searched again.
 
@@ -139,106 +98,50 @@ def search_dense_tasks(emb_dir: str | Path, index_path: str | Path,
 
     Raises:
         DataFormatError: Query and index dimensions differ.
-        ConfigError: The queries' encoder is not the index's.
+        ConfigError: The queries cannot search an index (e.g. another encoder).
     """
-    from augret.index.dense import DenseIndex
-
     cfg = cfg or SearchConfig()
-    emb = EmbeddingDir(emb_dir)
-    tasks = list(tasks) if tasks else emb.names("queries")
-    for t in tasks:
-        if not emb.has("queries", t):
-            raise DataNotFoundError(f"{emb.root}: no query entry queries/{t}")
+    tasks = source.tasks(tasks)
     out: dict[tuple[str, str], tuple[Run, str]] = {}
     for index_dir, todo in _plan(index_path, tasks, pools).items():
         meta = read_meta(index_dir)
-        if meta["kind"] == "bm25":
-            raise ConfigError(f"{index_dir} is a BM25 index; search it with an M-BEIR "
-                              "directory of query texts")
-        a, b = _encoder_name(emb.encoder), _encoder_name(meta.get("encoder"))
-        if a and b and a != b:
-            raise ConfigError(f"queries embedded with {a!r} but {index_dir} indexes {b!r}")
-        todo_fp = {}
+        source.check_index(index_dir, meta)
+        fps = {}
         for task, pool in todo:
-            entry = emb.entry("queries", task)
-            fp = fingerprint(meta.get("fingerprint"), meta.get("created"), entry.fingerprint,
-                             config_hash(cfg, scope="dense"),
-                             cfg.k or default_depth(task))
+            fp = fingerprint(meta.get("fingerprint"), meta.get("created"),
+                             *source.key(task, cfg), cfg.k or default_depth(task))
             if skip and skip.get(run_file_name(task, pool)) == fp:
                 log.info("%s is up to date; not searched again", run_file_name(task, pool))
                 continue
-            todo_fp[task, pool] = (entry, fp)
-        if not todo_fp:
+            fps[task, pool] = fp
+        if not fps:
             continue
-        index = DenseIndex.load(index_dir, gpu=cfg.gpu, nprobe=cfg.nprobe,
-                                ef_search=cfg.ef_search)
-        for (task, pool), (entry, fp) in todo_fp.items():
-            if entry.dim != index.dim:
-                raise DataFormatError(f"queries of dimension {entry.dim} for an index of "
-                                      f"dimension {index.dim}", path=entry.path)
-            depth = cfg.k or default_depth(task)
+        index = backend.load(index_dir, gpu=cfg.gpu, nprobe=cfg.nprobe,
+                             ef_search=cfg.ef_search)
+        for (task, pool), fp in fps.items():
             mods = target_modality(task) if cfg.filter_modality else None
-            run = search_entry(index, entry, k=depth, batch_size=cfg.batch_size,
-                               modalities=mods, tag=_tag(cfg, meta), task=task_id(task))
+            run = source.run(index, task, depth=cfg.k or default_depth(task), cfg=cfg,
+                             modalities=mods, tag=_tag(cfg, meta))
             log.info("%s (%s): %d queries searched in %s", task, pool, len(run), index_dir)
             out[task, pool] = (run, fp)
         del index
     return out
 
 
-def search_bm25_tasks(data_dir: str | Path, index_path: str | Path,
-                      cfg: SearchConfig | None = None, *, pools: Sequence[str] = RUN_POOLS,
-                      tasks: Sequence[str] | None = None,
-                      query_field: str = "query_txt",
-                      skip: Mapping[str, str] | None = None,
-                      ) -> dict[tuple[str, str], tuple[Run, str]]:
-    """Search the test queries of an M-BEIR directory in BM25 indexes.
+def _backend(index_path: str | Path) -> IndexBackend:
+    """The one backend of the indexes at ``index_path``.
 
-    The query text is ``query_field`` (``query_txt``: after enhancement, the rewritten
-    query; ``query_txt_raw`` the original) with no instruction prefix. Arguments and result
-    as :func:`search_dense_tasks`.
+    Raises:
+        ConfigError: The indexes are of several backends.
     """
-    from augret.index.bm25 import BM25Index
-
-    cfg = cfg or SearchConfig()
-    data = MBEIRDir(data_dir)
-    present = {tf.task.name: tf.queries for tf in data.tasks()}
-    tasks = list(tasks) if tasks else list(present)
-    for t in tasks:
-        if t not in present:
-            raise DataNotFoundError(f"{data.root}: no test query file for {t!r}")
-    out: dict[tuple[str, str], tuple[Run, str]] = {}
-    for index_dir, todo in _plan(index_path, tasks, pools).items():
-        meta = read_meta(index_dir)
-        if meta["kind"] != "bm25":
-            raise ConfigError(f"{index_dir} is a dense index; search it with an embedding "
-                              "directory")
-        index: BM25Index | None = None
-        for task, pool in todo:
-            qfile = present[task]
-            st = qfile.stat()
-            fp = fingerprint(meta.get("fingerprint"), meta.get("created"), str(qfile),
-                             st.st_size, st.st_mtime, query_field,
-                             config_hash(cfg),
-                             cfg.k or default_depth(task))
-            if skip and skip.get(run_file_name(task, pool)) == fp:
-                log.info("%s is up to date; not searched again", run_file_name(task, pool))
-                continue
-            index = index or BM25Index.load(index_dir)
-            qids, texts = [], []
-            for q in data.iter_queries(task):
-                qids.append(q.id)
-                text = q.field_text(query_field)
-                texts.append(text if isinstance(text, str) else None)
-            depth = cfg.k or default_depth(task)
-            mods = target_modality(task) if cfg.filter_modality else None
-            res = index.search(texts, depth, batch_size=cfg.batch_size, modalities=mods,
-                               threads=cfg.threads)
-            out[task, pool] = (res.to_run(qids, task_ids=task_id(task), tag=_tag(cfg, meta)),
-                               fp)
-            log.info("%s (%s): %d queries searched in %s", task, pool, len(qids), index_dir)
-        del index
-    return out
+    backends: dict[str, IndexBackend] = {}
+    for directory in index_dirs(index_path).values():
+        backend = backend_of(read_meta(directory), path=directory)
+        backends[backend.name] = backend
+    if len(backends) > 1:
+        raise ConfigError(f"{index_path} mixes {' and '.join(sorted(backends))} indexes; "
+                          "search them apart")
+    return next(iter(backends.values()))
 
 
 def search_to_run_dir(queries: str | Path, index_path: str | Path, out_dir: str | Path,
@@ -266,29 +169,17 @@ def search_to_run_dir(queries: str | Path, index_path: str | Path, out_dir: str 
     manifest: dict[str, Any] = {} if force else read_run_manifest(out_dir)
     skip = {name: v["fingerprint"] for name, v in manifest.items()
             if isinstance(v, dict) and (out_dir / name).is_file()}
-    kinds = {read_meta(d)["kind"] == "bm25" for d in index_dirs(index_path).values()}
-    if len(kinds) > 1:
-        raise ConfigError(f"{index_path} mixes BM25 and dense indexes; search them apart")
-    if kinds.pop():
-        if is_embedding_dir(queries):
-            raise ConfigError(f"{index_path} holds BM25 indexes, which search query texts: "
-                              f"give the M-BEIR directory, not the embedding directory "
-                              f"{queries}")
-        found = search_bm25_tasks(queries, index_path, cfg, pools=pools, tasks=tasks,
-                                  query_field=query_field, skip=skip)
-    else:
-        if not is_embedding_dir(queries):
-            raise DataNotFoundError(f"{queries}: not an embedding directory (meta.json and "
-                                    "queries/)")
-        found = search_dense_tasks(queries, index_path, cfg, pools=pools, tasks=tasks,
-                                   skip=skip)
+    backend = _backend(index_path)
+    source = backend.queries(queries, field=query_field, index_path=index_path)
+    found = search_tasks(source, backend, index_path, cfg, pools=pools, tasks=tasks,
+                         skip=skip)
     written = write_runs(out_dir, {key: run for key, (run, _) in found.items()})
     for key, (run, fp) in found.items():
         if key not in written:
             continue
         manifest[run_file_name(*key)] = {"fingerprint": fp, "queries": len(run),
-                                    "depth": run.depth, "index": str(index_path),
-                                    "source": str(queries)}
+                                         "depth": run.depth, "index": str(index_path),
+                                         "source": str(queries)}
     write_resolved(cfg, out_dir, "search_config.yaml")
     write_run_manifest(out_dir, manifest)
     wanted = set(tasks) if tasks else None

@@ -76,8 +76,8 @@ def search(index: Searchable, queries: Any, k: int, *, batch_size: int = 1024,
     """Top-k search of ``queries`` in ``index``.
 
     Args:
-        index: A :class:`~augret.index.DenseIndex` (``queries``: a ``(n, dim)`` array,
-            L2-normalised here) or a :class:`~augret.index.BM25Index` (``queries``: texts).
+        index: A :class:`~augret.index.dense.DenseIndex` (``queries``: a ``(n, dim)`` array,
+            L2-normalised here) or a :class:`~augret.index.bm25.BM25Index` (``queries``: texts).
         queries: The query vectors or texts.
         k: Results per query.
         batch_size: Queries per index call.

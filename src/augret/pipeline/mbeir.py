@@ -179,7 +179,7 @@ class _Pipeline:
                           inputs=inputs, config=config_to_dict(cfg))
 
     def index_dense(self, pools_fp: str) -> str:
-        from augret.index import build_dense_indexes
+        from augret.index.build import build_indexes
 
         c = self.cfg
         chash = config_hash(c.index)
@@ -187,15 +187,15 @@ class _Pipeline:
         inputs = {"embeddings": pools_fp, "pools": c.pools}
 
         def work() -> None:
-            build_dense_indexes(self.out / "embeddings" / "pools", directory, cfg=c.index,
-                                local="local" in c.pools, union="union" in c.pools,
-                                progress=self.progress)
+            build_indexes(self.out / "embeddings" / "pools", directory, c.index,
+                          local="local" in c.pools, union="union" in c.pools,
+                          progress=self.progress)
 
         return self.stage("index_dense", directory, fingerprint(chash, inputs), work,
                           inputs=inputs, config=config_to_dict(c.index))
 
     def index_bm25(self) -> str:
-        from augret.index import build_bm25_indexes
+        from augret.index.build import build_indexes
 
         c = self.cfg
         directory = self.out / "index" / "bm25"
@@ -203,15 +203,15 @@ class _Pipeline:
                   "files": file_stats(_pool_files(self.corpus)), "pools": c.pools}
 
         def work() -> None:
-            build_bm25_indexes(self.corpus.root, directory, cfg=c.bm25,
-                               local="local" in c.pools, union="union" in c.pools,
-                               progress=self.progress)
+            build_indexes(self.corpus.root, directory, c.bm25,
+                          local="local" in c.pools, union="union" in c.pools,
+                          progress=self.progress)
 
         return self.stage("index_bm25", directory, fingerprint(config_hash(c.bm25), inputs),
                           work, inputs=inputs, config=config_to_dict(c.bm25))
 
     def search(self, kind: str, queries_fp: str, index_fp: str) -> str:
-        from augret.index import search_to_run_dir
+        from augret.index.runs import search_to_run_dir
 
         cfg = self._search_config()
         directory = self.out / "runs" / kind
@@ -228,7 +228,7 @@ class _Pipeline:
                           work, inputs=inputs, config=config_to_dict(cfg), clear=_clear_runs)
 
     def fuse(self, dense_fp: str, bm25_fp: str) -> str:
-        from augret.index import fuse_run_dirs
+        from augret.index.fusion import fuse_run_dirs
 
         directory = self.out / "runs" / "hybrid"
         inputs = {"dense": dense_fp, "bm25": bm25_fp, "rrf_k": self.cfg.rrf_k}

@@ -40,7 +40,7 @@ from augret.data.text import format_string, instructed_text
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.formats.embeddings import EmbeddingDir
 from augret.formats.indexes import index_dirs
-from augret.index.store import load_index
+from augret.index.backends import load_index
 from augret.serve.catalog import Catalog, pool_files
 from augret.serve.enhancer import Enhanced, QueryEnhancer
 from augret.serve.images import DEFAULT_MAX_PIXELS, open_image
@@ -142,8 +142,8 @@ class Searcher:
 
     Args:
         catalog: The indexed items' records.
-        dense: A :class:`~augret.index.DenseIndex` (needs ``encoder``).
-        bm25: A :class:`~augret.index.BM25Index`.
+        dense: A :class:`~augret.index.dense.DenseIndex` (needs ``encoder``).
+        bm25: A :class:`~augret.index.bm25.BM25Index`.
         encoder: The dense index's encoder.
         enhancer: Query-time enhancement (``None``: queries are searched as given).
         instructions: UniIR's instruction table (for queries that name a task).
