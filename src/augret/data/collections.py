@@ -17,7 +17,6 @@ twice gives the same ids:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -25,7 +24,7 @@ import logging
 import os
 import re
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from augret.data.mbeir import read_layout, write_layout
 from augret.data.records import Candidate, modality_of
 from augret.data.text import format_string
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.progress import track
 
 __all__ = [
     "ID_SPACE",
@@ -365,24 +365,6 @@ def iter_table(
 
 # ---- import ------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _progress(description: str) -> Iterator[Callable[[int], None]]:
-    """A transient item counter on stderr when it is a terminal (else a no-op)."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        yield lambda n: None
-        return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(SpinnerColumn(), TextColumn(description),
-                  TextColumn("{task.completed:,} items"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda n: bar.update(task, completed=n)
-
-
 def pool_path(out_dir: str | Path, name: str) -> Path:
     """Where :func:`import_collection` writes the pool of collection ``name``."""
     return Path(out_dir) / "cand_pool" / "local" / f"mbeir_{name}_cand_pool.jsonl"
@@ -500,11 +482,12 @@ def import_collection(
                            id_column=id_column, dataset_id=dataset_id, stats=stats)
     target = pool_path(out, name)
     log.info("importing %s (%s) into %s", source, kind, target)
-    with atomic_writer(target) as f, _progress(f"importing {source.name}") as tick:
+    with atomic_writer(target) as f, track(f"importing {source.name}", None, "spinner",
+                                            "description", "items", "elapsed") as tick:
         for cand in items:
             f.write(json.dumps(cand.to_dict(), ensure_ascii=False) + "\n")
             if not stats.items % 1000:
-                tick(stats.items)
+                tick(1000)
         if stats.items == 0:
             raise ConfigError(f"{source}: no items found" + (
                 f" (image extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})"

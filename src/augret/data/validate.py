@@ -36,6 +36,7 @@ from augret.data.instructions import InstructionTable, read_instructions
 from augret.data.mbeir import LAYOUT_FILE, MBEIRDir, iter_candidates, iter_queries
 from augret.data.qrels import iter_qrels
 from augret.errors import DataFormatError
+from augret.progress import progress_bar
 
 __all__ = [
     "FileStats",
@@ -245,18 +246,12 @@ class _Progress:
     """A transient rich progress bar over bytes of files, shown only on a terminal."""
 
     def __init__(self, total_bytes: int) -> None:
-        from rich.console import Console
-
         self._bar = None
         self._done = 0
         self._line_bytes = 0.0
-        console = Console(stderr=True)
-        if console.is_terminal and total_bytes > 0:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                                 console=console, transient=True)
+        bar = progress_bar("description", "bar", "percent", "elapsed", enabled=total_bytes > 0)
+        if not bar.disable:
+            self._bar = bar
             self._task = self._bar.add_task("validating", total=total_bytes)
             self._bar.start()
 

@@ -27,6 +27,7 @@ from augret.encode.shards import (
     start_meta,
 )
 from augret.formats import embeddings as embedding_files
+from augret.progress import progress_bar
 
 __all__ = ["embed_local"]
 
@@ -59,7 +60,7 @@ def embed_local(data: MBEIRDir, out: Path, cfg: EmbedConfig, plan: EmbedPlan, *,
     run: dict[str, Any] = {"engine": "local", "gpus": gpus, "stages": {}}
     meta, chash = start_meta(data, out, cfg, describe_encoder(encoder), plan.union, run)
     shards = ShardEmbedder(data, cfg, encoder, plan.table, loader_workers=cfg.workers)
-    bar = _progress() if progress else None
+    bar = progress_bar("description", "count", "elapsed") if progress else None
     try:
         if bar is not None:
             bar.start()
@@ -85,11 +86,3 @@ def embed_local(data: MBEIRDir, out: Path, cfg: EmbedConfig, plan: EmbedPlan, *,
         if bar is not None:
             bar.stop()
     return meta
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)

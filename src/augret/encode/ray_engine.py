@@ -57,6 +57,7 @@ from augret.encode.shards import (
 from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
 from augret.formats import embeddings as embedding_files
 from augret.formats.embeddings import EntryWriter
+from augret.progress import progress_bar
 from augret.ray_resources import RayResources
 
 __all__ = ["EmbedActor", "embed_with_ray"]
@@ -331,9 +332,9 @@ def _stream(ray: Any, data: MBEIRDir, cfg: EmbedConfig, res: RayResources, devic
                                "loader_workers": max(0, math.floor(res.cpus_per_worker) - 1)},
         **actor_pool(res))
     embed, write = committer.stages["embed"], committer.stages["write"]
-    bar = _progress() if progress else None
+    bar = progress_bar("description", "count", "rate", "elapsed") if progress else None
     task = bar.add_task(f"ray x{res.workers}", total=embed.total,
-                        speed="starting workers") if bar else None
+                        rate="starting workers") if bar else None
     rows = iter(ds.iter_rows())
     last_log = time.perf_counter()
     try:
@@ -346,7 +347,7 @@ def _stream(ray: Any, data: MBEIRDir, cfg: EmbedConfig, res: RayResources, devic
             speed = (f"embed {embed.rows_per_s:.1f} | write {write.rows_per_s:.1f} rows/s | "
                      f"{res.gpus:g} GPU | ETA {_fmt_eta(write.eta_s)}")
             if bar is not None:
-                bar.update(task, completed=write.rows, speed=speed)
+                bar.update(task, completed=write.rows, rate=speed)
             elif time.perf_counter() - last_log > _LOG_EVERY_S:
                 last_log = time.perf_counter()
                 log.info("%d/%d rows: %s", write.rows, write.total, speed)
@@ -356,12 +357,3 @@ def _stream(ray: Any, data: MBEIRDir, cfg: EmbedConfig, res: RayResources, devic
             close()  # stops the pipeline (and its actors) on an error
         if bar is not None:
             bar.stop()
-
-
-def _progress() -> Any:
-    from rich.console import Console
-    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), MofNCompleteColumn(),
-                    TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)

@@ -37,10 +37,10 @@ from augret.formats.indexes import (
     write_meta,
     write_modalities,
 )
-from augret.index._progress import progress as progress_bar
 from augret.index.config import BM25Config
 from augret.index.pools import check_unique
 from augret.index.search import SearchResult, modality_mask, ranked_search
+from augret.progress import track
 
 __all__ = ["BM25Index", "Tokenizer", "bm25_pool_files", "build_bm25_index", "text_pools"]
 
@@ -134,7 +134,7 @@ class BM25Index:
         tokenizer = Tokenizer(cfg.stopwords, cfg.stemmer)
         vocab: dict[str, int] = {}
         docs: list[list[int]] = []
-        with progress_bar("tokenizing", len(ids), enabled=progress) as advance:
+        with track("tokenizing", len(ids), enabled=progress) as advance:
             for text in texts:
                 docs.append([vocab.setdefault(t, len(vocab)) for t in tokenizer(text)])
                 if len(docs) % 10_000 == 0:
@@ -244,7 +244,7 @@ class BM25Index:
         n, ntotal = len(queries), len(self.ids)
         scores = np.empty((n, k), dtype=np.float32)
         rows = np.empty((n, k), dtype=np.int64)
-        with progress_bar("BM25 search", n, enabled=progress) as advance:
+        with track("BM25 search", n, enabled=progress) as advance:
             for start in range(0, n, batch_size):
                 batch = [[t for t in self.tokenizer(q) if t in vocab]
                          for q in queries[start: start + batch_size]]

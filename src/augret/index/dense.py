@@ -34,12 +34,12 @@ from augret.formats.indexes import (
     write_modalities,
 )
 from augret.index import _faiss
-from augret.index._progress import progress as progress_bar
 from augret.index.config import IndexConfig, check_gpu_mode
 from augret.index.pools import check_unique, modalities_from_pools, pool_entries
 from augret.index.recall import exact_topk, recall_at_k
 from augret.index.search import SearchResult, modality_mask, ranked_search
 from augret.index.vectors import VectorSet, l2_normalize
+from augret.progress import track
 
 __all__ = ["DenseIndex", "build_index", "build_pool_index"]
 
@@ -199,7 +199,7 @@ class DenseIndex:
         n = len(q)
         scores = np.empty((n, k), dtype=np.float32)
         rows = np.empty((n, k), dtype=np.int64)
-        with progress_bar("searching", n, enabled=progress) as advance:
+        with track("searching", n, enabled=progress) as advance:
             for start in range(0, n, batch_size):
                 xb = q[start: start + batch_size]
                 xb = l2_normalize(xb) if normalize else np.ascontiguousarray(xb, np.float32)
@@ -354,7 +354,7 @@ def build_index(vectors: VectorSet | Sequence[EmbeddingEntry], out_dir: str | Pa
     use_gpu = _faiss.want_gpu(fa, cfg.gpu)
     log.info("building %s index (%s) of %d x %d%s", cfg.kind, factory, n, d,
              " on GPU" if use_gpu else "")
-    with progress_bar(f"indexing {pool or 'vectors'}", n, enabled=progress) as advance:
+    with track(f"indexing {pool or 'vectors'}", n, enabled=progress) as advance:
         if cfg.kind == "flat":
             index = _fill_flat(fa, vectors, cfg, advance)
         else:

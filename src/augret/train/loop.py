@@ -24,6 +24,7 @@ from augret._lazy import require
 from augret.config import config_to_dict, write_resolved
 from augret.data.jsonl import atomic_writer
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.progress import progress_bar
 from augret.train.checkpoint import (
     latest_checkpoint,
     load_rng,
@@ -366,11 +367,7 @@ def _run_check(model: Any, processor: Any, check: Any, ctx: DistContext, autocas
 def _progress(cfg: TrainConfig, ctx: DistContext, total: int, start: int) -> Any:
     if not (cfg.progress and ctx.is_main):
         return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = progress_bar("description", "bar", "count")
     bar.add_task("training", total=total, completed=start)
     bar.start()
     return bar
