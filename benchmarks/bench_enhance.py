@@ -25,7 +25,8 @@ from augret.data.jsonl import write_jsonl
 from augret.data.sample import write_sample
 from augret.enhance import EnhanceConfig, enhance, load_prompts, route
 from augret.enhance.backends import GenerationParams, GenerationRequest, get_backend
-from augret.enhance.images import load_image, read_image_bytes
+from augret.enhance.images import load_image
+from augret.images import read_image_file
 
 POOL = "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl"
 
@@ -40,7 +41,7 @@ def direct(data: Path, backend, tokens: int, batch: int) -> float:
         reqs = []
         for c in cands[i: i + batch]:
             r = route(c)
-            img = load_image(read_image_bytes(d.resolve_image(c.img_path)))
+            img = load_image(read_image_file(d.resolve_image(c.img_path)))
             reqs.append(GenerationRequest(prompts.messages(r, None), img, tokens))
         backend.generate(reqs, GenerationParams())
     return time.perf_counter() - start

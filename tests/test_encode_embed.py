@@ -166,7 +166,8 @@ def test_missing_images_are_recorded_skips_and_ids_stay_aligned(
                (out / "pools/cirr_task7/skipped.jsonl").read_text().splitlines()]
     assert [(s["id"], s["row"], s["action"]) for s in skipped] == [
         (rows[3]["did"], 3, "skipped"), (rows[7]["did"], 7, "skipped")]
-    assert "not found" in skipped[0]["reason"] and "unreadable" in skipped[1]["reason"]
+    assert "not found" in skipped[0]["reason"]
+    assert "not a recognised image format" in skipped[1]["reason"]
     ids, vecs = read_entry(out / "pools/cirr_task7")
     kept = [r for i, r in enumerate(rows) if i not in (3, 7)]
     assert ids == [r["did"] for r in kept]

@@ -150,9 +150,10 @@ def test_pick_index_and_pools(idx):
 
 def test_bad_queries_raise_clear_errors(dense):
     from augret.serve import AdhocQuery
-    from augret.serve.errors import BadImage, ImageTooLarge, UnsupportedImage
+    from augret.errors import BadImage, ImageTooLarge, UnsupportedImage
 
-    with pytest.raises(UnsupportedImage, match="not an image in an accepted format"):
+    with pytest.raises(UnsupportedImage, match="not a recognised image format: query image "
+                       r"\(accepted: PNG, JPEG, GIF, WEBP, BMP\)"):
         dense.search(AdhocQuery(image=b"definitely not an image"), k=3)
     with pytest.raises(UnsupportedImage):  # a real image, but TIFF is not accepted
         dense.search(AdhocQuery(image=png(fmt="TIFF")), k=3)
@@ -164,7 +165,7 @@ def test_bad_queries_raise_clear_errors(dense):
         dense.search(AdhocQuery(image=bomb_png()), k=3)
     cap, dense.max_pixels = dense.max_pixels, 1_000_000
     try:  # under PIL's own bomb limit, over the Searcher's: refused before decoding
-        with pytest.raises(ImageTooLarge, match="5000x5000 pixels; at most 1,000,000"):
+        with pytest.raises(ImageTooLarge, match="5000x5000 pixels, at most 1,000,000"):
             dense.search(AdhocQuery(image=bomb_png(5000)), k=3)
     finally:
         dense.max_pixels = cap

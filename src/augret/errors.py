@@ -11,10 +11,13 @@ from pathlib import Path
 __all__ = [
     "AugretError",
     "BackendError",
+    "BadImage",
     "ConfigError",
     "DataFormatError",
     "DataNotFoundError",
+    "ImageTooLarge",
     "MissingExtraError",
+    "UnsupportedImage",
     "ValidationFailed",
 ]
 
@@ -78,6 +81,22 @@ class DataFormatError(AugretError):
         if field is not None:
             where = f"{where} field '{field}'" if where else f"field '{field}'"
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class BadImage(DataFormatError):
+    """An image cannot be used: missing, empty, corrupt or truncated, or without pixels."""
+
+
+class UnsupportedImage(BadImage):
+    """The bytes are not an image in a recognised (or accepted) format."""
+
+    http_status = 415
+
+
+class ImageTooLarge(BadImage):
+    """The image has more pixels than may be decoded (e.g. a decompression bomb)."""
+
+    http_status = 413
 
 
 class BackendError(AugretError):

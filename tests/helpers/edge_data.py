@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from helpers.images import bomb_png
 
 
 def _img(path: Path, color=(200, 30, 30), mode="RGB", size=(40, 30), fmt=None) -> str:
@@ -25,16 +25,6 @@ def write_rows(path: Path, rows: list) -> None:
             f.write(r if isinstance(r, bytes) else (json.dumps(r) + "\n").encode())
 
 
-def _bomb_png(path: Path) -> None:
-    """A valid PNG header claiming 100000 x 100000 pixels (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    hdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
-
-
 def write_edge_dir(root: Path) -> Path:
     """Write the edge-case task under ``root`` and return it."""
     im = root / "mbeir_images" / "x"
@@ -44,7 +34,7 @@ def write_edge_dir(root: Path) -> Path:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "JPEG")
     (im / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    _bomb_png(im / "bomb.png")
+    (im / "bomb.png").write_bytes(bomb_png())
     Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(im / "cmyk.jpg")
     Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100).save(im / "deep.png")
     Image.new("P", (20, 20), 3).save(im / "palette.png", transparency=3)

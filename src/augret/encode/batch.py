@@ -1,8 +1,9 @@
 """Turning items into model batches: image decoding, tokenisation, presence masks.
 
-Work that data loader workers do: :func:`prepare` decodes one item's image (errors are
-returned, not raised, so the caller decides between skipping and failing), :func:`collate`
-tokenises texts and stacks the images of the rows that have one.
+Work that data loader workers do: :func:`prepare` decodes one item's image with
+:func:`augret.images.decode_image` (errors are returned, not raised, so the caller decides
+between skipping and failing), :func:`collate` tokenises texts and stacks the images of the
+rows that have one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from augret._lazy import require
 from augret.encode.backbones import Processor
 from augret.encode.base import Item
+from augret.errors import BadImage
+from augret.images import decode_image, read_image_file
 
 __all__ = ["Batch", "Prepared", "collate", "load_image", "prepare"]
 
@@ -68,17 +71,13 @@ class Batch:
 
 
 def load_image(image: Any) -> Any:
-    """A loaded PIL image from a PIL image or a path.
+    """A loaded PIL image (mode as stored) from a PIL image or a path.
 
     Raises:
-        FileNotFoundError: No such file.
-        OSError: The file is not a readable image.
+        BadImage: A missing, empty, corrupt or oversized file (the message says which).
     """
-    Image = require("PIL.Image", "train")
     if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            im.load()  # the pixels stay after the file is closed
-        return im
+        return decode_image(read_image_file(image), name=str(image), extra="train")
     return image
 
 
@@ -90,9 +89,9 @@ def prepare(item: Item, processor: Processor, key: Any = None) -> Prepared:
     if item.has_image:
         try:
             pixels = processor.image(load_image(item.image))
-        except FileNotFoundError:
-            error = f"image not found: {item.image}"
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these on bad files
+        except BadImage as exc:
+            error = str(exc)
+        except (OSError, ValueError) as exc:  # decoded, but the transform cannot use it
             error = f"unreadable image {item.image}: {exc}"
     return Prepared(text, pixels, error, key)
 

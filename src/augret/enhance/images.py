@@ -1,51 +1,25 @@
-"""Safe image loading for the VLM: one bad file becomes one clear error, never a crash.
+"""Images for the VLM: decoded by :func:`augret.images.decode_image`, then made RGB and small.
 
-Handles missing and 0-byte files, truncated data, decompression bombs, CMYK, 16-bit and
-palette images, transparency (composited on white), animated GIFs and multi-page TIFFs (first
-frame), and downscales to a pixel budget before anything is sent to a model.
+Handles CMYK, 16-bit and palette images, transparency (composited on white), animated GIFs
+and multi-page TIFFs (first frame), and downscales to a pixel budget before anything is sent
+to a model. Missing, empty, corrupt and oversized files are a :class:`~augret.errors.BadImage`,
+the row's failure reason.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from augret._lazy import require
+from augret.images import decode_image
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["ImageError", "image_digest", "load_image", "read_image_bytes"]
+__all__ = ["image_digest", "load_image"]
 
 DEFAULT_MAX_PIXELS = 768 * 768  # what is sent to the model
-BOMB_PIXELS = 64_000_000  # refuse to decode anything larger
-
-
-class ImageError(Exception):
-    """An image could not be used; the message is the row's failure reason."""
-
-
-def read_image_bytes(path: str | Path) -> bytes:
-    """The bytes of an image file.
-
-    Raises:
-        ImageError: Missing, unreadable or empty file.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"image not found: {p}") from None
-    except IsADirectoryError:
-        raise ImageError(f"image path is a directory: {p}") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read image {p}: {exc.strerror or exc}") from None
-    if not data:
-        raise ImageError(f"image file is empty (0 bytes): {p}")
-    return data
 
 
 def _to_rgb(img: Image) -> Image:
@@ -76,29 +50,10 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str =
         name: How to name the image in errors (its path).
 
     Raises:
-        ImageError: Undecodable, truncated, too large to decode safely, or degenerate.
+        BadImage: Undecodable, truncated, too large to decode safely, or degenerate.
     """
     pil = require("PIL.Image", "enhance")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pil.DecompressionBombWarning)
-            img = pil.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > BOMB_PIXELS:
-                raise ImageError(f"image too large to decode safely ({w}x{h} pixels): {name}")
-            img.seek(0)  # first frame of animations and multi-page files
-            img.load()
-    except ImageError:
-        raise
-    except (pil.DecompressionBombError, pil.DecompressionBombWarning):
-        raise ImageError(f"decompression bomb refused: {name}") from None
-    except pil.UnidentifiedImageError:
-        raise ImageError(f"not a recognised image format: {name}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"corrupt or truncated image {name}: {exc}") from None
-    if min(img.size) < 1:
-        raise ImageError(f"image has no pixels: {name}")
-    img = _to_rgb(img)
+    img = _to_rgb(decode_image(data, name=name, extra="enhance"))
     w, h = img.size
     if w * h > max_pixels:
         scale = (max_pixels / (w * h)) ** 0.5

@@ -36,7 +36,7 @@ from typing import Any
 from augret._ray import Throughput, actor_pool, ray_session
 from augret.enhance.backends.base import GenerationParams, GenerationResult
 from augret.enhance.config import EnhanceConfig
-from augret.enhance.images import ImageError, load_image, read_image_bytes
+from augret.enhance.images import load_image
 from augret.enhance.item import item_generation, item_request, output_problem
 from augret.enhance.policy import Route
 from augret.enhance.prompts import load_prompts
@@ -46,7 +46,8 @@ from augret.enhance.runner import (
     _prepare,
     _watch_failures,
 )
-from augret.errors import BackendError
+from augret.errors import BackendError, BadImage
+from augret.images import read_image_file
 from augret.ray_resources import RayResources
 
 __all__ = ["generate_on_ray"]
@@ -145,9 +146,9 @@ class _Generator:
             image = None
             if row["image"] is not None:
                 try:
-                    data = read_image_bytes(Path(row["image"]))
+                    data = read_image_file(Path(row["image"]))
                     image = load_image(data, max_pixels=self.cfg.max_pixels, name=row["name"])
-                except ImageError as exc:  # this row's failure, as in the runner
+                except BadImage as exc:  # this row's failure, as in the runner
                     out[i].update(error=str(exc), input_error=True)
                     continue
             requests.append(item_request(self.prompts, Route(**row["route"]), row["text"],

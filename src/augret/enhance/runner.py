@@ -27,7 +27,7 @@ from augret.data.text import format_string
 from augret.enhance.backends.base import Backend, GenerationParams, GenerationResult
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.files import link_untouched, select_files
-from augret.enhance.images import ImageError, image_digest, load_image, read_image_bytes
+from augret.enhance.images import image_digest, load_image
 from augret.enhance.item import (
     backend_identity,
     clean_output,
@@ -40,7 +40,9 @@ from augret.enhance.item import (
 from augret.enhance.policy import Policy, Route, route
 from augret.enhance.prompts import PromptSet, load_prompts
 from augret.enhance.store import GenerationStore
-from augret.errors import BackendError, DataFormatError
+from augret.errors import BackendError, BadImage, DataFormatError
+from augret.images import read_image_file
+from augret.progress import progress_bar
 
 __all__ = ["FileCounts", "enhance"]
 
@@ -105,8 +107,8 @@ def _prepare_one(ctx: _Context, item: _Item) -> None:
     if r.send_image:
         path = ctx.data.resolve_image(rec.image_path or "")
         try:
-            data = read_image_bytes(path)
-        except ImageError as exc:
+            data = read_image_file(path)
+        except BadImage as exc:
             item.error = str(exc)
             return
         digest = image_digest(data)
@@ -120,7 +122,7 @@ def _decode_one(ctx: _Context, item: _Item) -> None:
     try:
         item.image = load_image(item.image, max_pixels=ctx.cfg.max_pixels,
                                 name=item.record.image_path or "")
-    except ImageError as exc:
+    except BadImage as exc:
         item.error, item.image = str(exc), None
 
 
@@ -335,20 +337,6 @@ def _enhance_file(ctx: _Context, path: Path, side: str, out_path: Path, progress
     return counts
 
 
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                    disable=not enabled, transient=False)
-
-
 def _ray_resources(cfg: EnhanceConfig) -> Any:
     return None if cfg.engine == "local" else cfg.ray
 
@@ -410,7 +398,8 @@ def enhance(
     run_counts = FileCounts()
     engine: dict[str, Any] = {"name": "local"}
     try:
-        with _progress(progress) as bar:
+        with progress_bar("description", "bar", "count", "rate", "remaining",
+                          transient=False, enabled=progress) as bar:
             if ray_res is not None:
                 from augret.enhance.ray_engine import generate_on_ray
 

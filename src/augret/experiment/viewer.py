@@ -32,9 +32,10 @@ from augret.data.ids import eval_task
 from augret.data.lookup import PoolLookup
 from augret.data.mbeir import MBEIRDir, iter_queries
 from augret.data.records import Candidate, Query
-from augret.errors import ConfigError, DataNotFoundError
+from augret.errors import BadImage, ConfigError, DataNotFoundError
 from augret.evaluate.rundir import evaluate_run_dir, find_run_files
 from augret.evaluate.runs import Run, read_run
+from augret.images import decode_image, read_image_file
 
 __all__ = ["ViewerSummary", "select_queries", "write_viewer"]
 
@@ -107,7 +108,7 @@ class _Thumbs:
         self.px, self.left = px, max_bytes
         self.cache: dict[Path, str | None] = {}
         self.embedded = self.omitted = 0
-        self.pil = require("PIL.Image", "plot")
+        require("PIL.Image", "plot")  # fail before any work when Pillow is missing
 
     def __call__(self, path: Path | None) -> str | None:
         if path is None:
@@ -116,18 +117,17 @@ class _Thumbs:
             return self.cache[path]
         uri = None
         try:
-            with self.pil.open(path) as img:
-                img.seek(0)
-                img = img.convert("RGB")
-                img.thumbnail((self.px, self.px))
-                buf = io.BytesIO()
-                img.save(buf, "JPEG", quality=72)
+            img = decode_image(read_image_file(path), name=str(path), extra="plot")
+            img = img.convert("RGB")
+            img.thumbnail((self.px, self.px))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=72)
             data = base64.b64encode(buf.getvalue()).decode("ascii")
             if len(data) <= self.left:
                 uri = f"data:image/jpeg;base64,{data}"
                 self.left -= len(data)
                 self.embedded += 1
-        except (OSError, ValueError, self.pil.DecompressionBombError):
+        except (BadImage, OSError, ValueError):
             pass
         if uri is None:
             self.omitted += 1

@@ -19,7 +19,7 @@ from augret.data.records import Query, modality_of
 from augret.data.text import format_string
 from augret.enhance.backends.base import Backend, GenerationParams
 from augret.enhance.config import EnhanceConfig
-from augret.enhance.images import ImageError, image_digest, load_image
+from augret.enhance.images import image_digest, load_image
 from augret.enhance.item import (
     clean_output,
     item_generation,
@@ -31,6 +31,7 @@ from augret.enhance.item import (
 from augret.enhance.policy import Policy, route
 from augret.enhance.prompts import load_prompts
 from augret.enhance.store import GenerationStore
+from augret.errors import BadImage
 
 __all__ = ["Enhanced", "QueryEnhancer"]
 
@@ -113,7 +114,7 @@ class QueryEnhancer:
         if r.send_image and image is not None:
             try:
                 pixels = load_image(image, max_pixels=self.cfg.max_pixels, name="query image")
-            except ImageError as exc:
+            except BadImage as exc:
                 return self._failed(text, r.kind, str(exc))
         with self._lock:
             hit = self.store.get_many([key]).get(key)  # generated meanwhile by another thread

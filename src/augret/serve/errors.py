@@ -1,21 +1,19 @@
 """Errors of the search service, in augret's hierarchy (each carries its HTTP status).
 
 The app maps :class:`~augret.errors.AugretError` to a JSON error response once, by
-``http_status``; these subclasses only add the statuses the service needs.
+``http_status``; these subclasses only add the statuses the service needs. Unusable images
+are :class:`~augret.errors.BadImage` and its subclasses, shared with the batch stages.
 """
 
 from __future__ import annotations
 
-from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
+from augret.errors import AugretError, ConfigError, DataNotFoundError
 
 __all__ = [
-    "BadImage",
-    "ImageTooLarge",
     "InvalidRequest",
     "ItemNotFound",
     "PayloadTooLarge",
     "Unauthorized",
-    "UnsupportedImage",
     "UnsupportedMediaType",
 ]
 
@@ -24,24 +22,6 @@ class InvalidRequest(ConfigError):
     """A request field is missing, of the wrong type or out of range."""
 
     http_status = 422
-
-
-class BadImage(DataFormatError):
-    """The image bytes cannot be decoded (corrupt, truncated, not an image)."""
-
-    http_status = 422
-
-
-class UnsupportedImage(DataFormatError):
-    """The image is in a format the service does not accept."""
-
-    http_status = 415
-
-
-class ImageTooLarge(DataFormatError):
-    """The image has more pixels than allowed (e.g. a decompression bomb)."""
-
-    http_status = 413
 
 
 class PayloadTooLarge(AugretError):

@@ -40,10 +40,11 @@ from augret.data.text import format_string, instructed_text
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.formats.embeddings import EmbeddingDir
 from augret.formats.indexes import index_dirs
+from augret.images import decode_image
 from augret.index.backends import load_index
 from augret.serve.catalog import Catalog, pool_files
 from augret.serve.enhancer import Enhanced, QueryEnhancer
-from augret.serve.images import DEFAULT_MAX_PIXELS, open_image
+from augret.serve.images import ACCEPTED_FORMATS, DEFAULT_MAX_PIXELS
 from augret.serve.query import AdhocQuery, Hit, QueryResult
 
 __all__ = ["Searcher", "load_index_encoder", "pick_index"]
@@ -293,8 +294,9 @@ class Searcher:
             except OSError as exc:
                 raise DataNotFoundError(f"cannot read query image {data}: "
                                         f"{exc.strerror or exc}") from None
-        image = open_image(data, max_pixels=self.max_pixels, name="query image") \
-            if data is not None else None
+        # the mode stays as stored: the encoder converts it as it converts indexed images
+        image = decode_image(data, max_pixels=self.max_pixels, formats=ACCEPTED_FORMATS,
+                             name="query image", extra="serve") if data is not None else None
         text = query.text if query.text and query.text.strip() else None
         enhanced = self.enhancer.enhance(text, data) if self.enhancer is not None else None
         rewritten = enhanced.text if enhanced is not None else text
