@@ -85,13 +85,13 @@ def shapes_indexes(sample_dir: Path, tiny_encoder: Any,
     pytest.importorskip("faiss")
     pytest.importorskip("bm25s")
     from augret.encode import EmbedConfig, embed_dir
-    from augret.index import build_bm25_indexes, build_dense_indexes
+    from augret.index import BM25Config, build_indexes
 
     root = tmp_path_factory.mktemp("shapes-indexes")
     emb, dense, bm25 = root / "emb", root / "dense", root / "bm25"
     embed_dir(sample_dir, emb, EmbedConfig(encoder="tiny", pools=["local", "union"],
                                            workers=0, device="cpu"),
               encoder=tiny_encoder, progress=False)
-    build_dense_indexes(emb, dense, progress=False)
-    build_bm25_indexes(sample_dir, bm25, progress=False)
+    build_indexes(emb, dense, progress=False)
+    build_indexes(sample_dir, bm25, BM25Config(), progress=False)
     return ShapesIndexes(sample_dir, emb, dense, bm25)

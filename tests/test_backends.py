@@ -8,7 +8,6 @@ import importlib.util
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -72,12 +71,6 @@ def _truncated_png() -> Image.Image:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, format="PNG")
     return Image.open(io.BytesIO(buf.getvalue()[:60]))  # header parses, pixel data does not
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- registry
@@ -449,8 +442,8 @@ def test_openai_timeout(fresh_server):
 
 
 @pytest.mark.skipif(not _have("httpx"), reason="needs augret[enhance] (httpx)")
-def test_openai_connection_refused_is_quick():
-    port = _free_port()  # nothing listens there any more
+def test_openai_connection_refused_is_quick(free_port):
+    port = free_port  # nothing listens there any more
     client = get_backend(
         "openai", "tiny", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff_base=0.01
     )
@@ -522,12 +515,12 @@ def _serve_available() -> bool:
     reason="transformers CLI not found",
 )
 @needs_torch
-def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path):
+def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path, free_port):
     """`transformers serve <local dir>` works offline; our client talks to it."""
     if not _serve_available():
         pytest.skip("transformers serve needs `pip install transformers[serving]` (openai package)")
     cli = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    port = _free_port()
+    port = free_port
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [

@@ -22,15 +22,6 @@ from augret.data.ids import hash_did, parse_id
 from augret.data.validate import validate_mbeir
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return path
-
 
 def _touch(path: Path, data: bytes = b"img") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,8 +258,8 @@ def test_csv_and_tsv(tmp_path: Path) -> None:
 
 # ---- real data ------------------------------------------------------------------------------
 
-def test_coco_mini_folder(tmp_path: Path) -> None:
-    src = _shared("coco-mini")
+def test_coco_mini_folder(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "coco-mini"
     first = import_collection(src, tmp_path / "a", name="coco")
     import_collection(src, tmp_path / "b", name="coco")
     rows_a, rows_b = _pool(tmp_path / "a", "coco"), _pool(tmp_path / "b", "coco")
@@ -280,8 +271,8 @@ def test_coco_mini_folder(tmp_path: Path) -> None:
     assert validate_mbeir(tmp_path / "a").ok
 
 
-def test_coco_mini_captions_jsonl(tmp_path: Path) -> None:
-    src = _shared("coco-mini")
+def test_coco_mini_captions_jsonl(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "coco-mini"
     rows = [json.loads(line) for line in (src / "captions_all.jsonl").read_text().splitlines()]
     table = _jsonl(tmp_path / "coco.jsonl", [
         {"id": f"coco-{r['image_id']}", "image": str(src / r["image"]), "text": r["captions"][0]}
@@ -295,8 +286,9 @@ def test_coco_mini_captions_jsonl(tmp_path: Path) -> None:
     assert validate_mbeir(tmp_path / "out").ok
 
 
-def test_skimage_formats(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    src = _shared("skimage-images")
+def test_skimage_formats(shared_data: Path, tmp_path: Path,
+                         caplog: pytest.LogCaptureFixture) -> None:
+    src = shared_data / "skimage-images"
     result = import_collection(src, tmp_path / "out", name="sk")
     pool = _pool(tmp_path / "out", "sk")
     exts = {Path(r["img_path"]).suffix for r in pool}

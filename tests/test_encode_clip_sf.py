@@ -27,22 +27,17 @@ from augret.encode.inputs import (  # noqa: E402
 from augret.errors import ConfigError, DataFormatError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny", device="cpu")
-
-
 def _image(seed: int, size: tuple[int, int] = (80, 60)) -> object:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 
 
-def test_fusion_and_masks_match_a_hand_computation(tiny) -> None:
+def test_fusion_and_masks_match_a_hand_computation(tiny_encoder) -> None:
     img_a, img_b = _image(1), _image(2)
     items = [Item("a red circle", None), Item(None, img_a), Item("a blue ring", img_b),
              Item("", img_b)]
-    got = tiny.encode_candidates(items)
-    clip = tiny.model.clip_model
+    got = tiny_encoder.encode_candidates(items)
+    clip = tiny_encoder.model.clip_model
     tok = open_clip.tokenizer.SimpleTokenizer()
     pre = clip_image_transform(32)
     with torch.no_grad():
@@ -53,30 +48,30 @@ def test_fusion_and_masks_match_a_hand_computation(tiny) -> None:
     want = (t * txt_mask + i * img_mask).numpy()  # UniIR: raw sums, weight 1, no normalising
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)  # un-normalised
-    assert tiny.normalized is False and tiny.dim == 64
+    assert tiny_encoder.normalized is False and tiny_encoder.dim == 64
 
 
-def test_uniir_layout_with_zero_images_gives_the_same_sums(tiny) -> None:
-    rows = [prepare(Item("text only"), tiny.processor), prepare(Item("both", _image(3)),
-                                                              tiny.processor)]
-    b = collate(rows, tiny.processor)
+def test_uniir_layout_with_zero_images_gives_the_same_sums(tiny_encoder) -> None:
+    rows = [prepare(Item("text only"), tiny_encoder.processor),
+            prepare(Item("both", _image(3)), tiny_encoder.processor)]
+    b = collate(rows, tiny_encoder.processor)
     full = torch.zeros(2, 3, 32, 32)  # UniIR feeds zero images where the mask is 0
     full[1] = b.image[0]
     with torch.no_grad():
-        compact = tiny.model(b.text, b.image, b.txt_mask, b.img_mask)
-        uniir = tiny.model(b.text, full, b.txt_mask, b.img_mask)
-        clip = tiny.model.clip_model
+        compact = tiny_encoder.model(b.text, b.image, b.txt_mask, b.img_mask)
+        uniir = tiny_encoder.model(b.text, full, b.txt_mask, b.img_mask)
+        clip = tiny_encoder.model.clip_model
         by_hand = (clip.encode_text(b.text["input_ids"]) * b.txt_mask[:, None]
                    + clip.encode_image(full) * b.img_mask[:, None])
     torch.testing.assert_close(compact, uniir)
     torch.testing.assert_close(compact, by_hand, rtol=1e-5, atol=1e-5)
 
 
-def test_training_mode_keeps_every_parameter_in_the_graph(tiny) -> None:
-    model = tiny.model
+def test_training_mode_keeps_every_parameter_in_the_graph(tiny_encoder) -> None:
+    model = tiny_encoder.model
     model.train()
     try:
-        b = collate([prepare(Item("only text"), tiny.processor)], tiny.processor)
+        b = collate([prepare(Item("only text"), tiny_encoder.processor)], tiny_encoder.processor)
         out = model(b.text, b.image, b.txt_mask, b.img_mask)
         out.sum().backward()
         grads = {n: p.grad for n, p in model.named_parameters() if "logit_scale" not in n}
@@ -88,9 +83,9 @@ def test_training_mode_keeps_every_parameter_in_the_graph(tiny) -> None:
         model.eval()
 
 
-def test_truncation_keeps_76_tokens_and_eot_and_is_counted(tiny) -> None:
+def test_truncation_keeps_76_tokens_and_eot_and_is_counted(tiny_encoder) -> None:
     long = " ".join(f"word{i}" for i in range(100))  # about 290 tokens
-    tokens, flags = tiny.processor.tokenize(["short text", long])
+    tokens, flags = tiny_encoder.processor.tokenize(["short text", long])
     assert flags == [False, True]
     ids = tokens["input_ids"]
     ref = open_clip.tokenize([long])[0]  # clip.tokenize(truncate=True) semantics
@@ -100,7 +95,7 @@ def test_truncation_keeps_76_tokens_and_eot_and_is_counted(tiny) -> None:
     tokens, flags = longer.processor.tokenize([long])
     assert flags == [False] and tokens["input_ids"].shape[1] == 400
     with pytest.raises(DataFormatError, match="neither text nor an image"):
-        tiny.encode_queries([Item("", None)])
+        tiny_encoder.encode_queries([Item("", None)])
 
 
 def test_image_preprocessing_is_openai_clips() -> None:

@@ -15,15 +15,10 @@ pytest.importorskip("open_clip")
 from augret.data import MBEIRDir, iter_candidates, iter_queries  # noqa: E402
 from augret.data.ids import UNION_POOL_ORDER  # noqa: E402
 from augret.data.records import Candidate  # noqa: E402
-from augret.encode import EmbedConfig, embed_dir, load_encoder, read_entry  # noqa: E402
+from augret.encode import EmbedConfig, embed_dir, read_entry  # noqa: E402
 from augret.encode.inputs import candidate_item, query_item, query_prompt  # noqa: E402
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError  # noqa: E402
 from augret.formats.embeddings import EntryWriter  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny", device="cpu")
 
 
 def _cfg(**kw) -> EmbedConfig:
@@ -48,10 +43,11 @@ def _copy(sample_dir: Path, dst: Path, tasks: tuple[str, ...], images: bool = Fa
     return dst
 
 
-def test_layout_matches_the_embedding_contract(sample_dir: Path, tmp_path: Path, tiny) -> None:
+def test_layout_matches_the_embedding_contract(sample_dir: Path, tmp_path: Path,
+                                               tiny_encoder) -> None:
     out = tmp_path / "emb"
     meta = embed_dir(sample_dir, out, _cfg(pools=["local", "union"], shard_size=20),
-                     encoder=tiny, progress=False)
+                     encoder=tiny_encoder, progress=False)
     on_disk = json.loads((out / "meta.json").read_text())
     assert on_disk == meta
     for key in ("encoder", "dim", "dtype", "normalized", "data_dir", "config_hash", "entries"):
@@ -83,10 +79,10 @@ def test_layout_matches_the_embedding_contract(sample_dir: Path, tmp_path: Path,
 
 
 def test_vectors_are_the_encoders_in_file_order(sample_dir: Path, tmp_path: Path,
-                                                tiny) -> None:
+                                                tiny_encoder) -> None:
     data = MBEIRDir(sample_dir)
     out = tmp_path / "emb"
-    embed_dir(sample_dir, out, _cfg(tasks=["oven_task8"], pools=["local"]), encoder=tiny,
+    embed_dir(sample_dir, out, _cfg(tasks=["oven_task8"], pools=["local"]), encoder=tiny_encoder,
               progress=False)
     table = data.instructions()
     queries = list(iter_queries(data.query_file("oven_task8")))
@@ -94,21 +90,21 @@ def test_vectors_are_the_encoders_in_file_order(sample_dir: Path, tmp_path: Path
              for q in queries]
     ids, vecs = read_entry(out / "queries/oven_task8")
     assert ids == [q.qid for q in queries]
-    want = tiny.encode_queries(items).astype(np.float16)
+    want = tiny_encoder.encode_queries(items).astype(np.float16)
     np.testing.assert_allclose(vecs.astype(np.float32), want.astype(np.float32), atol=2e-3)
     cands = list(iter_candidates(data.pool_file("oven_task8")))
     ids, vecs = read_entry(out / "pools/oven_task8")
     assert ids == [c.did for c in cands]
-    want = tiny.encode_candidates([candidate_item(c, data) for c in cands])
+    want = tiny_encoder.encode_candidates([candidate_item(c, data) for c in cands])
     np.testing.assert_allclose(vecs.astype(np.float32), want, atol=2e-3)
 
 
 def test_resume_after_a_kill_keeps_finished_shards(sample_dir: Path, tmp_path: Path,
-                                                    tiny, monkeypatch) -> None:
+                                                    tiny_encoder, monkeypatch) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("nights_task4",))
     cfg = _cfg(queries=False, pools=["local"], shard_size=10)
     ref = tmp_path / "ref"
-    embed_dir(src, ref, cfg, encoder=tiny, progress=False)
+    embed_dir(src, ref, cfg, encoder=tiny_encoder, progress=False)
 
     out = tmp_path / "emb"
     calls = {"n": 0}
@@ -122,7 +118,7 @@ def test_resume_after_a_kill_keeps_finished_shards(sample_dir: Path, tmp_path: P
 
     monkeypatch.setattr(EntryWriter, "write_shard", killed_after_three)
     with pytest.raises(KeyboardInterrupt):
-        embed_dir(src, out, cfg, encoder=tiny, progress=False)
+        embed_dir(src, out, cfg, encoder=tiny_encoder, progress=False)
     monkeypatch.setattr(EntryWriter, "write_shard", real)
     entry = out / "pools/nights_task4"
     assert not (entry / "entry.json").exists()
@@ -135,7 +131,7 @@ def test_resume_after_a_kill_keeps_finished_shards(sample_dir: Path, tmp_path: P
     written = []
     monkeypatch.setattr(EntryWriter, "write_shard",
                         lambda self, i, *a: (written.append(i), real(self, i, *a)))
-    embed_dir(src, out, cfg, encoder=tiny, progress=False)
+    embed_dir(src, out, cfg, encoder=tiny_encoder, progress=False)
     assert written == [3, 4, 5, 6, 7]  # 72 rows / 10: shards 0-2 reused
     after = {p.name: p.stat().st_mtime_ns for p in entry.glob("shard_0000[012].[ni]*")}
     assert after == before
@@ -145,12 +141,12 @@ def test_resume_after_a_kill_keeps_finished_shards(sample_dir: Path, tmp_path: P
     assert ids == ref_ids
     np.testing.assert_array_equal(vecs, ref_vecs)
     written.clear()
-    embed_dir(src, out, cfg, encoder=tiny, progress=False)  # finished: nothing to do
+    embed_dir(src, out, cfg, encoder=tiny_encoder, progress=False)  # finished: nothing to do
     assert written == []
 
 
 def test_missing_images_are_recorded_skips_and_ids_stay_aligned(
-        sample_dir: Path, tmp_path: Path, tiny) -> None:
+        sample_dir: Path, tmp_path: Path, tiny_encoder) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("cirr_task7",), images=True)
     pool = src / "cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl"
     rows = [json.loads(line) for line in pool.read_text().splitlines()]
@@ -159,7 +155,7 @@ def test_missing_images_are_recorded_skips_and_ids_stay_aligned(
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (src / "mbeir_images/broken.png").write_bytes(b"\x89PNG not really")
     out = tmp_path / "emb"
-    meta = embed_dir(src, out, _cfg(queries=False, shard_size=8), encoder=tiny,
+    meta = embed_dir(src, out, _cfg(queries=False, shard_size=8), encoder=tiny_encoder,
                      progress=False)
     assert meta["entries"]["pools/cirr_task7"]["skipped"] == 2
     skipped = [json.loads(x) for x in
@@ -172,33 +168,33 @@ def test_missing_images_are_recorded_skips_and_ids_stay_aligned(
     kept = [r for i, r in enumerate(rows) if i not in (3, 7)]
     assert ids == [r["did"] for r in kept]
     data = MBEIRDir(src)
-    want = tiny.encode_candidates([candidate_item(Candidate.from_dict(r), data)
+    want = tiny_encoder.encode_candidates([candidate_item(Candidate.from_dict(r), data)
                                    for r in kept])
     np.testing.assert_allclose(vecs.astype(np.float32), want, atol=2e-3)
 
     with pytest.raises(DataNotFoundError, match=r"cirr_task7_cand_pool.jsonl:4 .*absent"):
         embed_dir(src, tmp_path / "emb2", _cfg(queries=False, on_missing_image="error"),
-                  encoder=tiny, progress=False)
+                  encoder=tiny_encoder, progress=False)
     meta = embed_dir(src, tmp_path / "emb3", _cfg(queries=False, on_missing_image="drop"),
-                     encoder=tiny, progress=False)
+                     encoder=tiny_encoder, progress=False)
     entry = meta["entries"]["pools/cirr_task7"]  # image-only rows cannot drop their image
     assert (entry["rows"], entry["skipped"], entry["images_dropped"]) == (34, 2, 0)
 
 
-def test_wrong_image_root_stops_early(sample_dir: Path, tmp_path: Path, tiny) -> None:
+def test_wrong_image_root_stops_early(sample_dir: Path, tmp_path: Path, tiny_encoder) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("nights_task4",))
     (src / "augret.json").write_text(json.dumps({"image_root": str(tmp_path / "nowhere")}))
     with pytest.raises(DataNotFoundError, match="check the image root"):
-        embed_dir(src, tmp_path / "emb", _cfg(queries=False), encoder=tiny, progress=False)
+        embed_dir(src, tmp_path / "emb", _cfg(queries=False), encoder=tiny_encoder, progress=False)
 
 
-def test_config_changes_and_source_changes(sample_dir: Path, tmp_path: Path, tiny) -> None:
+def test_config_changes_and_source_changes(sample_dir: Path, tmp_path: Path, tiny_encoder) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("webqa_task1",))
     out = tmp_path / "emb"
-    embed_dir(src, out, _cfg(), encoder=tiny, progress=False)
+    embed_dir(src, out, _cfg(), encoder=tiny_encoder, progress=False)
     with pytest.raises(ConfigError, match="another config"):
-        embed_dir(src, out, _cfg(instruction="none"), encoder=tiny, progress=False)
-    meta = embed_dir(src, out, _cfg(instruction="none", overwrite=True), encoder=tiny,
+        embed_dir(src, out, _cfg(instruction="none"), encoder=tiny_encoder, progress=False)
+    meta = embed_dir(src, out, _cfg(instruction="none", overwrite=True), encoder=tiny_encoder,
                      progress=False)
     assert meta["instruction"] == "none"
     pool = src / "cand_pool/local/mbeir_webqa_task1_cand_pool.jsonl"
@@ -206,14 +202,14 @@ def test_config_changes_and_source_changes(sample_dir: Path, tmp_path: Path, tin
     long = json.loads(lines[0])
     long["txt"] = " ".join(["circle"] * 120)  # beyond 77 tokens
     pool.write_text("\n".join([json.dumps(long), *lines[1:]]) + "\n")
-    meta = embed_dir(src, out, _cfg(instruction="none"), encoder=tiny, progress=False)
+    meta = embed_dir(src, out, _cfg(instruction="none"), encoder=tiny_encoder, progress=False)
     assert meta["entries"]["pools/webqa_task1"]["truncated"] == 1  # re-embedded: new source
 
 
-def test_misaligned_entries_are_refused(sample_dir: Path, tmp_path: Path, tiny) -> None:
+def test_misaligned_entries_are_refused(sample_dir: Path, tmp_path: Path, tiny_encoder) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("webqa_task1",))
     out = tmp_path / "emb"
-    embed_dir(src, out, _cfg(pools=[]), encoder=tiny, progress=False)
+    embed_dir(src, out, _cfg(pools=[]), encoder=tiny_encoder, progress=False)
     ids_file = out / "queries/webqa_task1/shard_00000.ids.txt"
     ids_file.write_text("\n".join(ids_file.read_text().splitlines()[:-1]) + "\n")
     with pytest.raises(DataFormatError, match="not aligned"):
@@ -222,11 +218,11 @@ def test_misaligned_entries_are_refused(sample_dir: Path, tmp_path: Path, tiny) 
     lines = dup.read_text().splitlines()
     dup.write_text("\n".join([*lines, lines[0]]) + "\n")
     with pytest.raises(DataFormatError, match="more than once"):
-        embed_dir(src, tmp_path / "emb2", _cfg(queries=False), encoder=tiny, progress=False)
+        embed_dir(src, tmp_path / "emb2", _cfg(queries=False), encoder=tiny_encoder, progress=False)
 
 
 def test_global_union_file_is_embedded_as_pools_union(sample_dir: Path, tmp_path: Path,
-                                                      tiny) -> None:
+                                                      tiny_encoder) -> None:
     src = tmp_path / "data"
     (src / "cand_pool/global").mkdir(parents=True)
     data = MBEIRDir(sample_dir)
@@ -235,14 +231,14 @@ def test_global_union_file_is_embedded_as_pools_union(sample_dir: Path, tmp_path
             f.write(data.pool_file(name).read_text())
     (src / "augret.json").write_text(json.dumps({"image_root": str(sample_dir)}))
     meta = embed_dir(src, tmp_path / "emb", _cfg(queries=False, pools=["union"]),
-                     encoder=tiny, progress=False)
+                     encoder=tiny_encoder, progress=False)
     assert meta["union"] == ["pools/union"] and list(meta["entries"]) == ["pools/union"]
     assert meta["entries"]["pools/union"]["rows"] == 12
 
 
-def test_real_mini_mscoco(shared_data: Path, tmp_path: Path, tiny) -> None:
+def test_real_mini_mscoco(shared_data: Path, tmp_path: Path, tiny_encoder) -> None:
     root = shared_data / "mbeir-mini-mscoco"
-    meta = embed_dir(root, tmp_path / "emb", _cfg(pools=["local", "union"]), encoder=tiny,
+    meta = embed_dir(root, tmp_path / "emb", _cfg(pools=["local", "union"]), encoder=tiny_encoder,
                      progress=False)
     entries = meta["entries"]
     assert entries["queries/mscoco_task0"]["rows"] == 105
@@ -252,7 +248,7 @@ def test_real_mini_mscoco(shared_data: Path, tmp_path: Path, tiny) -> None:
 
 
 def test_empty_items_are_skipped_not_misaligned(sample_dir: Path, tmp_path: Path,
-                                                tiny) -> None:
+                                                tiny_encoder) -> None:
     src = _copy(sample_dir, tmp_path / "data", ("webqa_task1",))
     pool = src / "cand_pool/local/mbeir_webqa_task1_cand_pool.jsonl"
     rows = [json.loads(x) for x in pool.read_text().splitlines()]
@@ -262,14 +258,14 @@ def test_empty_items_are_skipped_not_misaligned(sample_dir: Path, tmp_path: Path
     queries = [json.loads(x) for x in qfile.read_text().splitlines()]
     queries[0]["query_txt"] = ""
     qfile.write_text("".join(json.dumps(q) + "\n" for q in queries))
-    meta = embed_dir(src, tmp_path / "emb", _cfg(), encoder=tiny, progress=False)
+    meta = embed_dir(src, tmp_path / "emb", _cfg(), encoder=tiny_encoder, progress=False)
     assert meta["entries"]["pools/webqa_task1"]["skipped"] == 1
     ids, _ = read_entry(tmp_path / "emb/pools/webqa_task1")
     assert rows[2]["did"] not in ids and len(ids) == len(rows) - 1
     # with an instruction the empty query still has text (the prompt), as in UniIR
     assert meta["entries"]["queries/webqa_task1"]["skipped"] == 0
-    meta = embed_dir(src, tmp_path / "emb2", _cfg(instruction="none", pools=[]), encoder=tiny,
-                     progress=False)
+    meta = embed_dir(src, tmp_path / "emb2", _cfg(instruction="none", pools=[]),
+                     encoder=tiny_encoder, progress=False)
     assert meta["entries"]["queries/webqa_task1"]["skipped"] == 1
     skipped = (tmp_path / "emb2/queries/webqa_task1/skipped.jsonl").read_text()
     assert "no text and no image" in skipped and queries[0]["qid"] in skipped

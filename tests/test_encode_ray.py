@@ -29,7 +29,6 @@ pytest.importorskip("ray.data")
 from augret.encode import (  # noqa: E402
     EmbedConfig,
     embed_dir,
-    load_encoder,
     ray_engine,
     read_entry,
 )
@@ -51,11 +50,6 @@ def ray_address():
              log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +81,10 @@ def _ray_cfg(address: str, **kw) -> EmbedConfig:
 
 
 @pytest.fixture(scope="module")
-def reference(data: Path, tmp_path_factory: pytest.TempPathFactory, tiny) -> Path:
+def reference(data: Path, tmp_path_factory: pytest.TempPathFactory, tiny_encoder) -> Path:
     """The single-process output."""
     out = tmp_path_factory.mktemp("ref") / "emb"
-    meta = embed_dir(data, out, _cfg(), encoder=tiny, progress=False)
+    meta = embed_dir(data, out, _cfg(), encoder=tiny_encoder, progress=False)
     entries = meta["entries"]
     assert entries["pools/cirr_task7"]["skipped"] == 2
     assert entries["pools/webqa_task1"]["skipped"] == 1
@@ -127,9 +121,9 @@ def _assert_same_output(got: Path, want: Path) -> dict:
 
 
 def test_ray_output_is_byte_identical(data: Path, reference: Path, tmp_path: Path,
-                                      ray_address: str, tiny) -> None:
+                                      ray_address: str, tiny_encoder) -> None:
     out = tmp_path / "emb"
-    meta = embed_dir(data, out, _ray_cfg(ray_address), encoder=tiny, progress=True)
+    meta = embed_dir(data, out, _ray_cfg(ray_address), encoder=tiny_encoder, progress=True)
     run = _assert_same_output(out, reference)
     assert run["engine"] == "ray" and run["workers"] == 2 and run["gpus"] == 0
     rows = sum(e["rows"] + e["skipped"] for e in meta["entries"].values())
@@ -137,23 +131,23 @@ def test_ray_output_is_byte_identical(data: Path, reference: Path, tmp_path: Pat
     assert run["stages"]["embed"]["rows_per_s"] > 0
     assert meta["config"]["engine"] == "ray"
     # the engine and its knobs do not change the config hash: local resumes (nothing to do)
-    again = embed_dir(data, out, _cfg(), encoder=tiny, progress=False)
+    again = embed_dir(data, out, _cfg(), encoder=tiny_encoder, progress=False)
     assert again["config_hash"] == meta["config_hash"]
     assert again["run"]["stages"]["embed"]["rows"] == 0
 
 
 def test_errors_are_raised_where_a_single_process_raises(data: Path, tmp_path: Path,
-                                                         ray_address: str, tiny) -> None:
+                                                         ray_address: str, tiny_encoder) -> None:
     with pytest.raises(ConfigError, match="workers load"):
         embed_dir(data, tmp_path / "x", _ray_cfg(ray_address, encoder="clip_sf-vit-b-32"),
-                  encoder=tiny, progress=False)
+                  encoder=tiny_encoder, progress=False)
     # the bad row (3) is in shard 1 of 2-row shards: shard 0 is written, then the error
     knobs = {"queries": False, "pools": ["local"], "tasks": ["cirr_task7"],
              "on_missing_image": "error", "shard_size": 2}
     with pytest.raises(DataNotFoundError) as local:
-        embed_dir(data, tmp_path / "local", _cfg(**knobs), encoder=tiny, progress=False)
+        embed_dir(data, tmp_path / "local", _cfg(**knobs), encoder=tiny_encoder, progress=False)
     with pytest.raises(DataNotFoundError) as remote:
-        embed_dir(data, tmp_path / "ray", _ray_cfg(ray_address, **knobs), encoder=tiny,
+        embed_dir(data, tmp_path / "ray", _ray_cfg(ray_address, **knobs), encoder=tiny_encoder,
                   progress=False)
     assert str(remote.value) == str(local.value)
     assert "absent.png" in str(local.value)
@@ -164,7 +158,7 @@ def test_errors_are_raised_where_a_single_process_raises(data: Path, tmp_path: P
 
 
 def test_a_killed_worker_costs_only_its_shard(data: Path, reference: Path, tmp_path: Path,
-                                              ray_address: str, tiny, monkeypatch) -> None:
+                                              ray_address: str, tiny_encoder, monkeypatch) -> None:
     out = tmp_path / "emb"
     trace = tmp_path / "trace.txt"
     marker = tmp_path / "killed"
@@ -195,7 +189,7 @@ def test_a_killed_worker_costs_only_its_shard(data: Path, reference: Path, tmp_p
             return result
 
     monkeypatch.setattr(ray_engine, "EmbedActor", DyingActor)
-    meta = embed_dir(data, out, _ray_cfg(ray_address), encoder=tiny, progress=False)
+    meta = embed_dir(data, out, _ray_cfg(ray_address), encoder=tiny_encoder, progress=False)
     assert int(marker.read_text()) >= 1  # shards were written before the kill
     _assert_same_output(out, reference)
     lines = [line.split() for line in trace.read_text().splitlines()]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from augret.cli.main import main
 from augret.evaluate import evaluate, write_run
 from augret.evaluate.metrics import DEFAULT_METRICS
 
@@ -25,43 +26,10 @@ def files(tmp_path):
 
 
 def _cli(argv, capsys):
-    """``augret.cli.main.main`` when it imports; else the same error handling around our
-    commands (the other CLI modules are being written concurrently)."""
-    try:
-        from augret.cli.main import main
-    except ImportError:
-        main = _fallback_main
+    """Run ``augret ARGV`` through the real entry point; ``(exit code, stdout, stderr)``."""
     code = main(argv)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _fallback_main(argv):
-    import click
-
-    from augret.cli import evaluate_cmd
-    from augret.errors import AugretError
-
-    @click.group()
-    def cli():
-        pass
-
-    @cli.group()
-    def mbeir():
-        pass
-
-    cli.add_command(evaluate_cmd.evaluate)
-    cli.add_command(evaluate_cmd.compare)
-    mbeir.add_command(evaluate_cmd.table)
-    try:
-        cli.main(args=argv, prog_name="augret", standalone_mode=False)
-    except AugretError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    return 0
 
 
 def test_default_metrics_match_library():

@@ -13,10 +13,9 @@ from augret.data.qrels import read_qrels
 from augret.evaluate import Run, evaluate, write_run
 from augret.evaluate.rundir import evaluate_run_dir, find_run_files, run_file_name
 from augret.evaluate.table import build_table, uniir_tsv
+from helpers.shared_data import SHARED_DATA
 
-TOPICS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbeir-test-topics"
-QRELS_DIR = TOPICS / "qrels"
-QRELS_FILES = sorted(p.name for p in QRELS_DIR.glob("*.txt")) if QRELS_DIR.is_dir() else []
+QRELS_FILES = sorted(p.name for p in SHARED_DATA.glob("mbeir-test-topics/qrels/*.txt"))
 # Fast by default: one file per kind (single/multiple positives, cross-listed dids, k=50 tasks);
 # all 14 with -m slow.
 DEFAULT = {"cirr-task7", "fashioniq-task7", "infoseek-task6", "mscoco-task3", "webqa-task2"}
@@ -24,10 +23,9 @@ PARAMS = [f if f.split(".")[1].removeprefix("m-beir-") in DEFAULT else
           pytest.param(f, marks=pytest.mark.slow) for f in QRELS_FILES]
 
 
-@pytest.fixture(autouse=True)
-def _need_data():
-    if not QRELS_DIR.is_dir():
-        pytest.skip(f"{QRELS_DIR} is not present")
+@pytest.fixture
+def topics(shared_data: Path) -> Path:
+    return shared_data / "mbeir-test-topics"
 
 
 def _perfect_run(qrels, keep=None, depth=10):
@@ -49,8 +47,8 @@ def _perfect_run(qrels, keep=None, depth=10):
 
 
 @pytest.mark.parametrize("name", PARAMS)
-def test_perfect_and_half_runs(name):
-    qrels = read_qrels(QRELS_DIR / name)
+def test_perfect_and_half_runs(topics, name):
+    qrels = read_qrels(topics / "qrels" / name)
     n = len(qrels)
     assert n > 1000
     res = evaluate(qrels, _perfect_run(qrels), "hit@1,hit@5,hit@10,mrr@10,precision@1")
@@ -67,8 +65,8 @@ def test_perfect_and_half_runs(name):
     np.testing.assert_allclose(half.per_query["recall@10"], expected)
 
 
-def test_table_from_real_qrels(tmp_path):
-    data = MBEIRDir(TOPICS)
+def test_table_from_real_qrels(topics, tmp_path):
+    data = MBEIRDir(topics)
     present = [t for t in MBEIR_TEST_TASKS if data.qrels_file(t.name) is not None]
     assert len(present) == 14
     runs = tmp_path / "runs"
@@ -81,7 +79,7 @@ def test_table_from_real_qrels(tmp_path):
         write_run(runs / f"mbeir_{task.name}_union_pool_test_k10_run.txt",
                   _perfect_run(qrels, keep=kept), task_ids=task.task.id)
     assert len(find_run_files(runs)) == 6
-    results = evaluate_run_dir(TOPICS, runs)
+    results = evaluate_run_dir(topics, runs)
     table = build_table(results)
     assert [r.task.name for r in table.rows] == ["fashion200k_task0", "webqa_task1",
                                                  "nights_task4"]

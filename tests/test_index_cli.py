@@ -8,17 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augret.cli import index_cmd
-from augret.cli.main import cli, main
+from augret.cli.main import main
 from augret.evaluate.rundir import evaluate_run_dir
 from test_index_support import dids, write_entry, write_meta
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")
-
-for command in (index_cmd.index, index_cmd.search):
-    if command.name not in cli.commands:  # until cli/main.py registers them
-        cli.add_command(command)
 
 
 @pytest.fixture

@@ -19,8 +19,6 @@ from augret.experiment.plan import plan
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "mbeir-paper.yaml"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TOPICS = SHARED_DATA / "mbeir-test-topics" / "topics"
 QUESTION = re.compile(r"^\s*(what|where|why|when|which|how)\b", re.IGNORECASE)
 
 
@@ -104,12 +102,12 @@ def test_plan_needs_a_data_dir():
 
 # ---- real M-BEIR test topics (images absent) --------------------------------------------
 @pytest.fixture
-def topics_dir(tmp_path):
-    if not TOPICS.is_dir():
-        pytest.skip("../shared/data/mbeir-test-topics is not present")
+def topics_dir(shared_data, tmp_path):
+    """The real test topics as an M-BEIR layout (links to ``mbeir-test-topics/topics``)."""
     root = tmp_path / "mbeir"
     (root / "query" / "test").mkdir(parents=True)
-    for f in sorted(TOPICS.glob("topics.mbeir-*.test.jsonl")):
+    topics = shared_data / "mbeir-test-topics" / "topics"
+    for f in sorted(topics.glob("topics.mbeir-*.test.jsonl")):
         name = f.name.removeprefix("topics.mbeir-").removesuffix(".test.jsonl")
         (root / "query" / "test" / f"mbeir_{name}_test.jsonl").symlink_to(f)
     return root
@@ -197,13 +195,13 @@ def test_plan_on_real_topics_matches_a_direct_count(topics_dir, tmp_path, fast):
     assert saved["config"]["name"] == "mbeir-paper"
 
 
-def test_plan_reads_the_anserini_layout(topics_dir, tmp_path, capsys):
+def test_plan_reads_the_anserini_layout(shared_data, topics_dir, tmp_path, capsys):
     """``augret plan --data`` on the topics copy itself plans the same enhancement."""
     from augret.cli.main import main
 
     direct = _direct_counts(topics_dir)
     out = tmp_path / "plan.json"
-    assert main(["plan", str(PAPER), "--data", str(TOPICS.parent), "--fast",
+    assert main(["plan", str(PAPER), "--data", str(shared_data / "mbeir-test-topics"), "--fast",
                  "--out", str(out)]) == 0
     saved = json.loads(out.read_text("utf-8"))
     assert not any("no queries files of split 'test'" in n for n in saved["notes"])
@@ -289,11 +287,9 @@ def test_plan_missing_images_are_reported_by_path(sample_copy):
     assert examples and examples[0].endswith(img.name)
 
 
-def test_plan_cli_writes_json(sample_copy, tmp_path, monkeypatch, capsys):
-    from augret.cli import experiment_cmd
-    from augret.cli.main import cli, main
+def test_plan_cli_writes_json(sample_copy, tmp_path, capsys):
+    from augret.cli.main import main
 
-    monkeypatch.setitem(cli.commands, "plan", experiment_cmd.plan)
     out = tmp_path / "p.json"
     code = main(["plan", str(PAPER), "--data", str(sample_copy), "--fast", "--out", str(out),
                  "--json"])

@@ -45,16 +45,6 @@ from augret.data.qrels import iter_qrels
 from augret.data.records import modality_of
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return path
-
-
 REAL_QUERY = {
     "qid": "8:1", "query_txt": "Show three bottles of soft drink.",
     "query_img_path": "mbeir_images/cirr_images/dev/dev-244-0-img0.jpg",
@@ -223,8 +213,8 @@ def test_tables() -> None:
 
 # ---- instructions ---------------------------------------------------------------------------
 
-def test_real_instruction_table() -> None:
-    table = read_instructions(_shared("mbeir-instructions", "query_instructions.tsv"))
+def test_real_instruction_table(shared_data: Path) -> None:
+    table = read_instructions(shared_data / "mbeir-instructions" / "query_instructions.tsv")
     assert len(table.prompts) == 16
     assert all(len(p) == 4 for p in table.prompts.values())
     for t in MBEIR_TEST_TASKS:  # every test task has its row
@@ -318,8 +308,8 @@ def test_qrels_errors(tmp_path: Path) -> None:
 
 # ---- MBEIRDir -------------------------------------------------------------------------------
 
-def test_mbeir_dir_mini_mscoco() -> None:
-    root = _shared("mbeir-mini-mscoco")
+def test_mbeir_dir_mini_mscoco(shared_data: Path) -> None:
+    root = shared_data / "mbeir-mini-mscoco"
     d = MBEIRDir(root)
     tasks = d.tasks()
     assert [t.task.name for t in tasks] == ["mscoco_task0", "mscoco_task3"]
@@ -343,8 +333,8 @@ def test_mbeir_dir_mini_mscoco() -> None:
         d.qrels("cirr_task7")
 
 
-def test_mbeir_dir_anserini_names() -> None:
-    d = MBEIRDir(_shared("mbeir-test-topics"))
+def test_mbeir_dir_anserini_names(shared_data: Path) -> None:
+    d = MBEIRDir(shared_data / "mbeir-test-topics")
     tasks = {t.task.name: t for t in d.tasks()}
     assert len(tasks) == 9 and "cirr_task7" in tasks and "oven_task6" not in tasks
     cirr = tasks["cirr_task7"]

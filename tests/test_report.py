@@ -137,12 +137,9 @@ def test_ablation_answer_is_cautious():
     assert "cannot be checked here" in none["answer"]
 
 
-def test_report_cli_reruns_from_conditions_json(sample_dir, runs, tmp_path, monkeypatch,
-                                                capsys):
-    from augret.cli import experiment_cmd
-    from augret.cli.main import cli, main
+def test_report_cli_reruns_from_conditions_json(sample_dir, runs, tmp_path, capsys):
+    from augret.cli.main import main
 
-    monkeypatch.setitem(cli.commands, "report", experiment_cmd.report)
     out = tmp_path / "rep"
     args = ["report", str(out), "--data", str(sample_dir), "--samples", "300", "--no-plots",
             "-c", f"baseline={runs['baseline']}",

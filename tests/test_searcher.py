@@ -12,7 +12,8 @@ import pytest
 from augret.data import MBEIRDir
 from augret.data.lookup import PoolLookup
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
-from test_serve_support import FakeVLM, bomb_png, png, shapes_indexes, tiny_encoder
+from helpers.images import bomb_png, png
+from test_serve_support import FakeVLM
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")
@@ -20,15 +21,15 @@ pytest.importorskip("open_clip")
 
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
 @pytest.fixture(scope="module")
-def dense(idx):
+def dense(idx, tiny_encoder):
     from augret.serve import Searcher
 
-    return Searcher.open(idx.dense, encoder=tiny_encoder())
+    return Searcher.open(idx.dense, encoder=tiny_encoder)
 
 
 def _image(data: Path, name: str = "mscoco_task3") -> Path:
@@ -99,7 +100,7 @@ def test_modality_filter_and_k_larger_than_the_pool(dense, idx):
     assert len(everything.hits) == len(dense.catalog) == 228
 
 
-def test_bm25_and_hybrid(idx):
+def test_bm25_and_hybrid(idx, tiny_encoder):
     from augret.index import fuse_runs
     from augret.serve import AdhocQuery, Searcher
     from augret.serve.searcher import _to_run
@@ -116,7 +117,7 @@ def test_bm25_and_hybrid(idx):
     with pytest.raises(ConfigError, match="BM25"):
         bm25.search(AdhocQuery(image=png()), k=3)
 
-    hybrid = Searcher.open(idx.dense, bm25_dir=idx.bm25, encoder=tiny_encoder(), rrf_k=60)
+    hybrid = Searcher.open(idx.dense, bm25_dir=idx.bm25, encoder=tiny_encoder, rrf_k=60)
     assert hybrid.kind == "hybrid"
     got = hybrid.search(q, k=8)
     prepared = [hybrid.prepare(q)]
@@ -133,7 +134,7 @@ def test_bm25_and_hybrid(idx):
     assert 0 < top.score <= 2 / 61  # RRF: at best rank 1 in both rankings
 
 
-def test_pick_index_and_pools(idx):
+def test_pick_index_and_pools(idx, tiny_encoder):
     from augret.serve import Searcher
     from augret.serve.searcher import pick_index
 
@@ -141,16 +142,16 @@ def test_pick_index_and_pools(idx):
     assert pick_index(idx.dense, "cirr_task7") == idx.dense / "cirr_task7"
     with pytest.raises(DataNotFoundError, match="no index of pool"):
         pick_index(idx.dense, "nope")
-    local = Searcher.open(idx.dense, pool="webqa_task1", encoder=tiny_encoder())
+    local = Searcher.open(idx.dense, pool="webqa_task1", encoder=tiny_encoder)
     res = local.search("a circle", k=50)
     assert len(res.hits) == 6 and {h.modality for h in res.hits} == {"text"}
     with pytest.raises(ConfigError, match="one dense and one BM25"):
-        Searcher.open(idx.dense, bm25_dir=idx.dense, encoder=tiny_encoder())
+        Searcher.open(idx.dense, bm25_dir=idx.dense, encoder=tiny_encoder)
 
 
 def test_bad_queries_raise_clear_errors(dense):
-    from augret.serve import AdhocQuery
     from augret.errors import BadImage, ImageTooLarge, UnsupportedImage
+    from augret.serve import AdhocQuery
 
     with pytest.raises(UnsupportedImage, match="not a recognised image format: query image "
                        r"\(accepted: PNG, JPEG, GIF, WEBP, BMP\)"):
@@ -184,20 +185,20 @@ def test_bad_queries_raise_clear_errors(dense):
     assert ImageTooLarge.http_status == 413
 
 
-def _enhanced_searcher(idx, tmp_path, backend=None, **cfg):
+def _enhanced_searcher(idx, encoder, tmp_path, backend=None, **cfg):
     from augret.enhance import EnhanceConfig, GenerationStore
     from augret.serve import QueryEnhancer, Searcher
 
     store = GenerationStore(tmp_path / "store.sqlite")
     enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "store.sqlite", **cfg),
                              backend=backend or FakeVLM(), store=store)
-    return Searcher.open(idx.dense, encoder=tiny_encoder(), enhancer=enhancer)
+    return Searcher.open(idx.dense, encoder=encoder, enhancer=enhancer)
 
 
-def test_query_time_enhancement_uses_the_store(idx, tmp_path):
+def test_query_time_enhancement_uses_the_store(idx, tmp_path, tiny_encoder):
     from augret.serve import AdhocQuery, Searcher
 
-    s = _enhanced_searcher(idx, tmp_path)
+    s = _enhanced_searcher(idx, tiny_encoder, tmp_path)
     vlm = s.enhancer.backend
     img = _image(idx.data).read_bytes()
     q = AdhocQuery(text="What is this shape called?", image=img, task="oven_task8")
@@ -211,7 +212,7 @@ def test_query_time_enhancement_uses_the_store(idx, tmp_path):
     assert second.rewritten == first.rewritten
     assert [h.id for h in second.hits] == [h.id for h in first.hits]
     # the rewritten text is what was encoded: the same as asking with it directly
-    plain = Searcher.open(idx.dense, encoder=tiny_encoder())
+    plain = Searcher.open(idx.dense, encoder=tiny_encoder)
     direct = plain.search(AdhocQuery(text=first.rewritten, image=img, task="oven_task8"), k=5)
     assert [h.id for h in direct.hits] == [h.id for h in first.hits]
     # routes: a condensed instruction sends no image; an image-only query is captioned
@@ -229,7 +230,7 @@ def test_query_time_enhancement_uses_the_store(idx, tmp_path):
     s.close()
 
 
-def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path):
+def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path, tiny_encoder):
     """``augret enhance`` stores a query's rewrite; the same query asked later is a store hit
     with the same text as the enhanced query file (same policy, prompts, keys)."""
     from augret.enhance import EnhanceConfig, GenerationStore, enhance
@@ -245,7 +246,7 @@ def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path):
     row = json.loads((tmp_path / "enhanced" / "query" / "test" /
                       "mbeir_oven_task8_test.jsonl").read_text().splitlines()[0])
     assert row["enhancement"]["status"] == "ok"
-    s = _enhanced_searcher(idx, tmp_path, backend=vlm, side="queries")
+    s = _enhanced_searcher(idx, tiny_encoder, tmp_path, backend=vlm, side="queries")
     data = MBEIRDir(idx.data)
     res = s.search(AdhocQuery(text=row["query_txt_raw"], task="oven_task8",
                               image=data.resolve_image(row["query_img_path"])), k=3)
@@ -253,7 +254,7 @@ def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path):
     assert res.rewritten == row["query_txt"]
 
 
-def test_failed_enhancement_keeps_the_original_text(idx, tmp_path):
+def test_failed_enhancement_keeps_the_original_text(idx, tmp_path, tiny_encoder):
     from augret.enhance.backends.base import GenerationResult
     from augret.serve import AdhocQuery
 
@@ -262,7 +263,7 @@ def test_failed_enhancement_keeps_the_original_text(idx, tmp_path):
             self.calls.extend(requests)
             return [GenerationResult(None, error="HTTP 500 after 3 retries") for _ in requests]
 
-    s = _enhanced_searcher(idx, tmp_path, backend=Broken())
+    s = _enhanced_searcher(idx, tiny_encoder, tmp_path, backend=Broken())
     res = s.search(AdhocQuery(text="Which shape is this?", image=png()), k=3)
     assert res.enhancement["status"] == "failed" and "HTTP 500" in res.enhancement["error"]
     assert res.rewritten == "Which shape is this?" and len(res.hits) == 3

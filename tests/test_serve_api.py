@@ -9,7 +9,8 @@ import pytest
 
 from augret.data import MBEIRDir
 from augret.serve import AdhocQuery
-from test_serve_support import FakeVLM, LiveServer, png, shapes_indexes, tiny_encoder
+from helpers.images import png
+from test_serve_support import FakeVLM, LiveServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -19,15 +20,15 @@ httpx = pytest.importorskip("httpx")
 
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
 @pytest.fixture(scope="module")
-def searcher(idx):
+def searcher(idx, tiny_encoder):
     from augret.serve import Searcher
 
-    return Searcher.open(idx.dense, encoder=tiny_encoder())
+    return Searcher.open(idx.dense, encoder=tiny_encoder)
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +152,14 @@ def test_api_key_and_cors(idx, searcher):
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
 
 
-def test_query_time_enhancement_over_http(idx, tmp_path):
+def test_query_time_enhancement_over_http(idx, tmp_path, tiny_encoder):
     from augret.enhance import EnhanceConfig, GenerationStore
     from augret.serve import QueryEnhancer, Searcher, create_app
 
     vlm = FakeVLM()
     enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "s.sqlite"), backend=vlm,
                              store=GenerationStore(tmp_path / "s.sqlite"))
-    s = Searcher.open(idx.dense, encoder=tiny_encoder(), enhancer=enhancer)
+    s = Searcher.open(idx.dense, encoder=tiny_encoder, enhancer=enhancer)
     with LiveServer(create_app(s)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         assert c.get("/healthz").json()["enhancer"]["model"] == "fake-vlm"
         request = {"files": {"image": ("q.png", png((20, 20, 220)), "image/png")},
@@ -173,7 +174,7 @@ def test_query_time_enhancement_over_http(idx, tmp_path):
     s.close()
 
 
-def test_tiny_vlm_query_time_enhancement(idx, tmp_path):
+def test_tiny_vlm_query_time_enhancement(idx, tmp_path, tiny_encoder):
     """The real transformers backend with the tiny (random) VLM behind the API."""
     pytest.importorskip("transformers")
     from augret.enhance import EnhanceConfig
@@ -182,7 +183,7 @@ def test_tiny_vlm_query_time_enhancement(idx, tmp_path):
     cfg = EnhanceConfig(backend="transformers", model="tiny", query_tokens=12,
                         candidate_tokens=12, overlong_factor=100, store=tmp_path / "s.sqlite",
                         backend_options={"device": "cpu"})
-    s = Searcher.open(idx.dense, encoder=tiny_encoder(), enhancer=QueryEnhancer(cfg))
+    s = Searcher.open(idx.dense, encoder=tiny_encoder, enhancer=QueryEnhancer(cfg))
     with LiveServer(create_app(s)) as live, httpx.Client(base_url=live.url, timeout=120) as c:
         request = {"files": {"image": ("q.png", png(), "image/png")},
                    "data": {"text": "What is this shape called?", "k": "3"}}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from augret.data import MBEIRDir
-from test_serve_support import FakeVLM, LiveServer, shapes_indexes, tiny_encoder
+from test_serve_support import FakeVLM, LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -54,18 +54,17 @@ def _wait(condition, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_upload_type_submit_and_see_results(driver, sample_dir, tmp_path_factory, tmp_path):
+def test_upload_type_submit_and_see_results(driver, tmp_path, tiny_encoder, shapes_indexes):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     from augret.enhance import EnhanceConfig, GenerationStore
     from augret.serve import QueryEnhancer, Searcher, create_app
 
-    idx = shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
     enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "s.sqlite"), backend=FakeVLM(4),
                              store=GenerationStore(tmp_path / "s.sqlite"))
-    searcher = Searcher.open(idx.dense, encoder=tiny_encoder(), enhancer=enhancer)
-    data = MBEIRDir(idx.data)
+    searcher = Searcher.open(shapes_indexes.dense, encoder=tiny_encoder, enhancer=enhancer)
+    data = MBEIRDir(shapes_indexes.data)
     query_image = data.resolve_image(next(data.iter_queries("cirr_task7")).query_img_path)
     with LiveServer(create_app(searcher)) as live:
         driver.get(live.url + "/")

@@ -4,75 +4,55 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from test_serve_support import shapes_indexes
+from augret.cli.main import main
 
 pytest.importorskip("faiss")
 pytest.importorskip("open_clip")
 
-REGISTER = ("from augret.cli import serve_cmd\n"
-            "from augret.cli.main import cli, main\n"
-            "for c in (serve_cmd.serve, serve_cmd.query):\n"
-            "    cli.commands.get(c.name) or cli.add_command(c)\n")
-
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
-@pytest.fixture(scope="module")
-def cli_main():
-    namespace: dict = {}
-    exec(REGISTER, namespace)  # registers serve/query until cli/main.py does
-    return namespace["main"]
-
-
-def test_query_command(idx, cli_main, tmp_path, capsys):
+def test_query_command(idx, tmp_path, capsys):
     base = ["query", str(idx.dense), "--bm25", str(idx.bm25), "--device", "cpu"]
-    assert cli_main([*base, "--text", "Which shape has three sides?", "-k", "3"]) == 0
+    assert main([*base, "--text", "Which shape has three sides?", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "searched as" in out and "A triangle" in out
-    assert cli_main([*base, "--text", "a red ring", "--task", "mscoco_task0", "-k", "2",
+    assert main([*base, "--text", "a red ring", "--task", "mscoco_task0", "-k", "2",
                      "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert len(res["hits"]) == 2 and res["query"]["instruction"]
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"qid": "x", "text": "a blue square"}\n{"qid": "y", "text": "ring"}\n')
-    assert cli_main([*base, "--file", str(queries), "--out", str(tmp_path / "r.jsonl"),
+    assert main([*base, "--file", str(queries), "--out", str(tmp_path / "r.jsonl"),
                      "--run", str(tmp_path / "r.run"), "-k", "4"]) == 0
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
     assert len((tmp_path / "r.run").read_text().splitlines()) == 8
     capsys.readouterr()
-    assert cli_main([*base, "--file", str(queries)]) == 2  # --file needs --out
-    assert cli_main([*base]) == 2  # nothing to search
+    assert main([*base, "--file", str(queries)]) == 2  # --file needs --out
+    assert main([*base]) == 2  # nothing to search
     assert "text or an image" in capsys.readouterr().err
-    assert cli_main(["query", str(idx.dense), "--pool", "nope", "--text", "x"]) == 4
-    assert cli_main(["query", str(idx.dense), "--enhancer-backend", "openai",
+    assert main(["query", str(idx.dense), "--pool", "nope", "--text", "x"]) == 4
+    assert main(["query", str(idx.dense), "--enhancer-backend", "openai",
                      "--text", "x"]) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_serve_command_in_a_subprocess(idx, tmp_path):
+def test_serve_command_in_a_subprocess(idx, tmp_path, free_port):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
-    port = _free_port()
-    code = REGISTER + "import sys\nsys.exit(main(sys.argv[1:]))\n"
+    port = free_port
     env = {**os.environ, "AUGRET_API_KEY": "k3y", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", str(idx.dense), "--host", "127.0.0.1", "--port",
-         str(port), "--device", "cpu", "--max-k", "20", "--log-level", "warning"],
+        [sys.executable, "-m", "augret", "serve", str(idx.dense), "--host", "127.0.0.1",
+         "--port", str(port), "--device", "cpu", "--max-k", "20", "--log-level", "warning"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -11,7 +11,8 @@ import socket
 
 import pytest
 
-from test_serve_support import LiveServer, bomb_png, png, shapes_indexes, tiny_encoder
+from helpers.images import bomb_png, png
+from test_serve_support import LiveServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -23,11 +24,10 @@ LIMIT = 256 * 1024  # max_upload_bytes of the fuzzed server
 
 
 @pytest.fixture(scope="module")
-def server(sample_dir, tmp_path_factory):
+def server(tiny_encoder, shapes_indexes):
     from augret.serve import Searcher, ServeConfig, create_app
 
-    idx = shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
-    searcher = Searcher.open(idx.dense, encoder=tiny_encoder())
+    searcher = Searcher.open(shapes_indexes.dense, encoder=tiny_encoder)
     settings = ServeConfig(max_k=20, max_upload_bytes=LIMIT, max_text_chars=2000)
     with LiveServer(create_app(searcher, settings)) as live:
         yield live

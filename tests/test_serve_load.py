@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from augret.data import MBEIRDir
-from test_serve_support import LiveServer, load_mix, run_load, shapes_indexes, tiny_encoder
+from test_serve_support import LiveServer, load_mix, run_load
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -21,11 +21,11 @@ pytest.importorskip("httpx")
 log = logging.getLogger(__name__)
 
 
-def test_eight_clients_for_five_seconds(sample_dir, tmp_path_factory):
+def test_eight_clients_for_five_seconds(tiny_encoder, shapes_indexes, tmp_path_factory):
     from augret.serve import Searcher, create_app
 
-    idx = shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
-    searcher = Searcher.open(idx.dense, bm25_dir=idx.bm25, encoder=tiny_encoder())
+    idx = shapes_indexes
+    searcher = Searcher.open(idx.dense, bm25_dir=idx.bm25, encoder=tiny_encoder)
     data = MBEIRDir(idx.data)
     image = data.resolve_image(next(data.iter_pool("cirr_task7")).img_path).read_bytes()
     with LiveServer(create_app(searcher)) as live:

@@ -1,66 +1,23 @@
 """Shared set-up of the search-service tests (imported by ``test_serve_*``, ``test_searcher``);
-it holds no tests itself.
+it holds no tests itself. The shapes indexes and the tiny encoder are fixtures of
+``conftest.py``; image bytes are in ``helpers/images.py``.
 
-* :func:`shapes_indexes`: the shapes sample embedded with the tiny encoder and indexed
-  (dense root and BM25 root), built once per session.
 * :class:`LiveServer`: a real uvicorn server on a free loopback port, in a thread.
 * :class:`FakeVLM`: a deterministic, call-counting enhancement backend.
-* Image bytes: PNGs, a decompression-bomb PNG header, a TIFF.
+* :func:`run_load`: concurrent clients and their latencies.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import math
 import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-_CACHE: dict[str, Any] = {}
-
-
-@dataclass(frozen=True)
-class ShapesIndexes:
-    """Where the session's shapes indexes are."""
-
-    data: Path  # the shapes sample
-    emb: Path  # embedding directory (queries + pools)
-    dense: Path  # dense index root: <pool>/ and union/
-    bm25: Path  # BM25 index root
-
-
-def tiny_encoder() -> Any:
-    """The tiny random-init CLIP_SF encoder on CPU (loaded once)."""
-    if "encoder" not in _CACHE:
-        from augret.encode import load_encoder
-
-        _CACHE["encoder"] = load_encoder("tiny", device="cpu")
-    return _CACHE["encoder"]
-
-
-def shapes_indexes(sample_dir: Path, root: Path) -> ShapesIndexes:
-    """Embed and index the shapes sample under ``root`` (once per session)."""
-    if "indexes" not in _CACHE:
-        from augret.encode import EmbedConfig, embed_dir
-        from augret.index import BM25Config, build_indexes
-
-        emb, dense, bm25 = root / "emb", root / "dense", root / "bm25"
-        embed_dir(sample_dir, emb, EmbedConfig(encoder="tiny", pools=["local", "union"],
-                                               workers=0, device="cpu"),
-                  encoder=tiny_encoder(), progress=False)
-        build_indexes(emb, dense, progress=False)
-        build_indexes(sample_dir, bm25, BM25Config(), progress=False)
-        _CACHE["indexes"] = ShapesIndexes(sample_dir, emb, dense, bm25)
-    return _CACHE["indexes"]
 
 
 class LiveServer:
@@ -121,27 +78,6 @@ class FakeVLM:
 
     def close(self) -> None:
         pass
-
-
-def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (40, 30),
-        fmt: str = "PNG") -> bytes:
-    """A small solid-colour image file."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def bomb_png(side: int = 100_000) -> bytes:
-    """A valid PNG header claiming side x side pixels (a decompression bomb), tiny on disk."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -210,12 +209,6 @@ def test_cli_train_and_embed_the_result(sample_dir: Path, tmp_path: Path) -> Non
     assert isinstance(res.exception, ConfigError)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -223,14 +216,15 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     train(cfg)
 
 
-def test_two_process_ddp_matches_one_process(sample_dir: Path, tmp_path: Path) -> None:
+def test_two_process_ddp_matches_one_process(sample_dir: Path, tmp_path: Path,
+                                             free_port: int) -> None:
     """gloo DDP with 2 × 8 queries and gathered candidates = 1 process with 16 queries."""
     one = tmp_path / "one"
     torch.set_num_threads(1)
     train(_cfg(sample_dir, one, max_steps=3, batch_size=16))
     two = tmp_path / "two"
     cfg2 = _cfg(sample_dir, two, max_steps=3, batch_size=8)
-    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), cfg2),
+    torch.multiprocessing.start_processes(_ddp_worker, args=(2, free_port, cfg2),
                                           nprocs=2, start_method="spawn")
     a, b = _losses(one), _losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3]

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -89,12 +88,6 @@ def _assert_matches(run: Path, ref: Path) -> None:
 def _squeeze(text: str) -> str:
     """Without whitespace: log lines are wrapped to the console's width."""
     return "".join(text.split())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _workers(out: Path) -> list[int]:
@@ -216,10 +209,11 @@ def test_torchrun_cli_two_processes_match_one_process(sample_dir: Path, tmp_path
 
 @pytest.mark.parametrize("rdzv", ["c10d", pytest.param("static", marks=pytest.mark.slow)])
 def test_two_nodes_on_localhost_match_one_process(sample_dir: Path, tmp_path: Path,
-                                                  one_process: Path, rdzv: str) -> None:
+                                                  one_process: Path, rdzv: str,
+                                                  free_port: int) -> None:
     """Two torchrun invocations (``--nnodes 2 --nproc_per_node 1``), as two machines would."""
     out = tmp_path / "nodes"
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port}"
     results: dict[int, Any] = {}
 
     def node(rank: int) -> None:

@@ -11,16 +11,6 @@ import pytest
 from augret.data.validate import ValidationReport, validate_mbeir
 from augret.errors import DataNotFoundError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return path
-
-
 # ---- fixture building ----------------------------------------------------------------------
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -467,16 +457,16 @@ def test_report_json_round_trip(mbeir: Path) -> None:
 
 # ---- real data ------------------------------------------------------------------------------
 
-def test_mini_mscoco_is_valid() -> None:
-    report = validate_mbeir(_shared("mbeir-mini-mscoco"))
+def test_mini_mscoco_is_valid(shared_data: Path) -> None:
+    report = validate_mbeir(shared_data / "mbeir-mini-mscoco")
     assert report.ok and report.warnings == 0, [str(f) for f in report.findings]
     assert report.tasks_present == ["mscoco_task0", "mscoco_task3"]
     assert {t.name: (t.queries, t.pool_size) for t in report.tasks} == {
         "mscoco_task0": (105, 21), "mscoco_task3": (21, 105)}
 
 
-def test_anserini_topic_files(tmp_path: Path) -> None:
-    src = _shared("mbeir-test-topics")
+def test_anserini_topic_files(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "mbeir-test-topics"
     root = tmp_path / "topics"
     for rel in ("topics/topics.mbeir-cirr_task7.test.jsonl",
                 "topics/topics.mbeir-nights_task4.test.jsonl",
@@ -497,8 +487,8 @@ def test_anserini_topic_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_all_test_topics() -> None:
-    report = validate_mbeir(_shared("mbeir-test-topics"), check_images=False)
+def test_all_test_topics(shared_data: Path) -> None:
+    report = validate_mbeir(shared_data / "mbeir-test-topics", check_images=False)
     assert report.ok
     assert len(report.tasks_present) == 9
     assert report.total.records == 366_387

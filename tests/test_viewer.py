@@ -94,11 +94,9 @@ def test_viewer_on_an_enhanced_data_dir(systems, tmp_path):
     assert "VLM: ENH caption of" in html
 
 
-def test_view_cli(sample_dir, systems, tmp_path, monkeypatch, capsys):
-    from augret.cli import experiment_cmd
-    from augret.cli.main import cli, main
+def test_view_cli(sample_dir, systems, tmp_path, capsys):
+    from augret.cli.main import main
 
-    monkeypatch.setitem(cli.commands, "view", experiment_cmd.view)
     out = tmp_path / "v.html"
     assert main(["view", str(out), "--data", str(sample_dir), "--a", str(systems["a"]),
                  "--b", str(systems["b"]), "--changed", "2", "--sampled", "1"]) == 0

@@ -1,9 +1,4 @@
-"""``augret plan``, ``augret mbeir download``, ``augret report`` and ``augret view``.
-
-Register in :mod:`augret.cli.main`: ``cli.add_command(experiment_cmd.plan)``,
-``cli.add_command(experiment_cmd.report)``, ``cli.add_command(experiment_cmd.view)`` and
-``mbeir.add_command(experiment_cmd.download)``.
-"""
+"""``augret plan``, ``augret mbeir download``, ``augret report`` and ``augret view``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""``augret experiment CONFIG --out DIR``: run or resume the whole experiment.
-
-Register in :mod:`augret.cli.main`: ``cli.add_command(experiment_run_cmd.experiment)``.
-"""
+"""``augret experiment CONFIG --out DIR``: run or resume the whole experiment."""
 
 from __future__ import annotations
 
