@@ -213,24 +213,18 @@ def test_offline_hub_is_one_line_error(tmp_path, monkeypatch):
 
 
 def test_offline_cli_prints_one_line_without_traceback(tmp_path, monkeypatch, capsys):
-    from augret.cli import experiment_cmd
     from augret.cli.main import main
-    from augret.cli.mbeir_cmd import mbeir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setitem(mbeir.commands, "download", experiment_cmd.download)
     code = main(["mbeir", "download", "--out", str(tmp_path / "out"), "--tasks", "cirr_task7"])
     err = capsys.readouterr().err
     assert code == DownloadError.exit_code
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
 
 
-def test_cli_downloads_from_a_mirror(mirror, tmp_path, monkeypatch, capsys):
-    from augret.cli import experiment_cmd
+def test_cli_downloads_from_a_mirror(mirror, tmp_path, capsys):
     from augret.cli.main import main
-    from augret.cli.mbeir_cmd import mbeir
 
-    monkeypatch.setitem(mbeir.commands, "download", experiment_cmd.download)
     out = tmp_path / "out"
     assert main(["mbeir", "download", "--out", str(out), "--tasks", "webqa_task1",
                  "--source", str(mirror)]) == 0

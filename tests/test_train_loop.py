@@ -15,7 +15,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from click.testing import CliRunner  # noqa: E402
 
 from augret.config import load_config  # noqa: E402
 from augret.encode import EmbedConfig, embed_dir, load_encoder  # noqa: E402
@@ -178,35 +177,31 @@ def test_bad_training_examples_fail_or_are_recorded(sample_dir: Path, tmp_path: 
     assert len(_losses(out)) == 2
 
 
-def test_cli_train_and_embed_the_result(sample_dir: Path, tmp_path: Path) -> None:
-    from augret.cli.encode_cmd import embed as embed_cmd
-    from augret.cli.train_cmd import train as train_cmd
+def test_cli_train_and_embed_the_result(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    from augret.cli.main import main
 
     out = tmp_path / "run"
-    args = [str(TINY_YAML), "--data", str(sample_dir), "--output-dir", str(out),
+    args = ["train", str(TINY_YAML), "--data", str(sample_dir), "--output-dir", str(out),
             "--max-steps", "2", "--batch-size", "8", "--no-progress", "--set", "val.file=",
             "--set", "log_every=1"]
-    res = CliRunner().invoke(train_cmd, args)
-    assert res.exit_code == 0, res.output
-    assert "trained 2 steps" in res.output
+    assert main(args) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
     assert len(_losses(out)) == 2
     assert (out / "config.yaml").is_file() and (out / "final" / "model.pt").is_file()
-    res = CliRunner().invoke(train_cmd, [*args, "--max-steps", "3", "--resume"])
-    assert res.exit_code == 0, res.output
+    assert main([*args, "--max-steps", "3", "--resume"]) == 0
     assert sorted(_losses(out)) == [1, 2, 3]
-    bad = CliRunner().invoke(train_cmd, [*args, "--set", "optim.learning_rate=1"])
-    assert isinstance(bad.exception, ConfigError) and "unknown key" in str(bad.exception)
+    capsys.readouterr()
+    assert main([*args, "--set", "optim.learning_rate=1"]) == ConfigError.exit_code
+    assert "unknown key" in capsys.readouterr().err
     emb = tmp_path / "emb"
-    res = CliRunner().invoke(embed_cmd, [str(sample_dir), "--encoder", str(out), "--out",
-                                         str(emb), "--tasks", "webqa_task1", "--workers", "0",
-                                         "--device", "cpu", "--no-progress", "--json"])
-    assert res.exit_code == 0, res.output
-    meta = json.loads(res.output)
+    assert main(["embed", str(sample_dir), "--encoder", str(out), "--out", str(emb),
+                 "--tasks", "webqa_task1", "--workers", "0", "--device", "cpu",
+                 "--no-progress", "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
     assert meta["encoder"]["name"] == str(out)
     assert set(meta["entries"]) == {"queries/webqa_task1", "pools/webqa_task1"}
-    res = CliRunner().invoke(embed_cmd, [str(sample_dir), "--encoder", "no-such-encoder",
-                                         "--out", str(tmp_path / "e2")])
-    assert isinstance(res.exception, ConfigError)
+    assert main(["embed", str(sample_dir), "--encoder", "no-such-encoder",
+                 "--out", str(tmp_path / "e2")]) == ConfigError.exit_code
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:

@@ -338,20 +338,18 @@ def test_run_torchrun_timeout_stops_everything(sample_dir: Path, tmp_path: Path)
     shutil.rmtree(out)
 
 
-def test_cli_set_is_not_hidden_by_flags_left_out(sample_dir: Path, tmp_path: Path) -> None:
+def test_cli_set_is_not_hidden_by_flags_left_out(sample_dir: Path, tmp_path: Path,
+                                                  capsys) -> None:
     """``--set data.dir=…`` etc. hold when the flags of the same keys are not given (the
     form :func:`torchrun_command` writes)."""
-    from click.testing import CliRunner
-
-    from augret.cli.train_cmd import train as train_cmd
+    from augret.cli.main import main
 
     out = tmp_path / "run"
-    res = CliRunner().invoke(train_cmd, [
-        str(TINY_YAML), "--out", str(out), "--no-progress", "--set", f"data.dir={sample_dir}",
-        "--set", "max_steps=1", "--set", "batch_size=4", "--set", "val.file=",
-        "--set", "device=cpu", "--set", "optim.lr=0.002"])
-    assert res.exit_code == 0, res.output
-    assert "trained 1 steps" in res.output
+    assert main([
+        "train", str(TINY_YAML), "--out", str(out), "--no-progress", "--set",
+        f"data.dir={sample_dir}", "--set", "max_steps=1", "--set", "batch_size=4", "--set",
+        "val.file=", "--set", "device=cpu", "--set", "optim.lr=0.002"]) == 0
+    assert "trained 1 steps" in capsys.readouterr().out
     saved = load_config(TrainConfig, out / "config.yaml")
     assert (saved.batch_size, saved.device, saved.optim.lr) == (4, "cpu", 0.002)
     assert saved.data.dir == sample_dir

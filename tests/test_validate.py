@@ -541,12 +541,9 @@ def test_cli_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no such directory" in capsys.readouterr().err
 
 
-def test_cli_command_objects(mbeir: Path) -> None:
-    from click.testing import CliRunner
+def test_cli_split_and_json(mbeir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from augret.cli.main import main
 
-    from augret.cli.validate_cmd import validate
-
-    result = CliRunner().invoke(validate, [str(mbeir), "--split", "test", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["tasks_present"] == ["webqa_task1", "oven_task6",
-                                                           "cirr_task7"]
+    assert main(["mbeir", "validate", str(mbeir), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks_present"] == [
+        "webqa_task1", "oven_task6", "cirr_task7"]
