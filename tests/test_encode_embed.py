@@ -15,10 +15,10 @@ pytest.importorskip("open_clip")
 from augret.data import MBEIRDir, iter_candidates, iter_queries  # noqa: E402
 from augret.data.ids import UNION_POOL_ORDER  # noqa: E402
 from augret.data.records import Candidate  # noqa: E402
-from augret.encode import EmbedConfig, embed_dir, read_entry  # noqa: E402
+from augret.encode import EmbedConfig, embed_dir  # noqa: E402
 from augret.encode.inputs import candidate_item, query_item, query_prompt  # noqa: E402
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError  # noqa: E402
-from augret.formats.embeddings import EntryWriter  # noqa: E402
+from augret.formats.embeddings import EntryWriter, read_entry  # noqa: E402
 
 
 def _cfg(**kw) -> EmbedConfig:

@@ -30,10 +30,10 @@ from augret.encode import (  # noqa: E402
     EmbedConfig,
     embed_dir,
     ray_engine,
-    read_entry,
 )
 from augret.encode.shards import ImageGuard  # noqa: E402
 from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
+from augret.formats.embeddings import read_entry  # noqa: E402
 from augret.ray_resources import RayResources  # noqa: E402
 
 # what may differ between engines: the run knobs in the recorded config, and the run record

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from augret.data import Candidate, Query, iter_queries
-from augret.enhance import Policy, is_question, load_prompts, route
+from augret.enhance import Policy, load_prompts, route
+from augret.enhance.policy import is_question
 from augret.errors import ConfigError
 
 

@@ -172,8 +172,10 @@ def test_skip_records_round_trip(tmp_path):
 
 # ---- the package graph -------------------------------------------------------------------------
 def _imported_packages(package: str) -> set[str]:
+    """The augret packages and top-level modules that ``package`` (or module) imports."""
+    module = SRC / f"{package}.py"
     out = set()
-    for path in (SRC / package).rglob("*.py"):
+    for path in [module] if module.is_file() else (SRC / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -181,6 +183,8 @@ def _imported_packages(package: str) -> set[str]:
     return out
 
 
-def test_the_ground_floor_imports_no_stage():
+def test_the_ground_floor_and_shared_modules_import_no_stage():
     assert _imported_packages("formats") <= {"data", "errors", "formats"}
-    assert _imported_packages("data") <= {"data", "errors", "_lazy", "_paths"}
+    assert _imported_packages("data") <= {"data", "errors", "_lazy", "_paths", "progress"}
+    assert _imported_packages("progress") <= {"progress"}
+    assert _imported_packages("images") <= {"images", "errors", "_lazy"}

@@ -58,7 +58,7 @@ def test_dense_hits_equal_the_index_search(dense, idx):
 def test_query_vector_equals_the_embedders(dense, idx, task):
     """Same text, image and task as a query file row → the vector ``augret embed`` stored
     (instruction prefix, format_string and image included)."""
-    from augret.encode import read_entry
+    from augret.formats.embeddings import read_entry
     from augret.serve import AdhocQuery
 
     data = MBEIRDir(idx.data)

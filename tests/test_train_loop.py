@@ -232,7 +232,7 @@ def test_two_process_ddp_matches_one_process(sample_dir: Path, tmp_path: Path,
         encoder=str(one), tasks=["webqa_task1"], workers=0, device="cpu"), progress=False)
     e2 = embed_dir(sample_dir, tmp_path / "e2", EmbedConfig(
         encoder=str(two), tasks=["webqa_task1"], workers=0, device="cpu"), progress=False)
-    from augret.encode import read_entry
+    from augret.formats.embeddings import read_entry
 
     _, v1 = read_entry(tmp_path / "e1" / "pools/webqa_task1")
     _, v2 = read_entry(tmp_path / "e2" / "pools/webqa_task1")

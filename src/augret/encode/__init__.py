@@ -21,7 +21,6 @@ from augret.encode.base import Encoder, Item
 from augret.encode.config import EmbedConfig
 from augret.encode.embed import embed_dir
 from augret.encode.registry import ENCODERS, list_encoders, load_encoder, resolve_encoder
-from augret.formats.embeddings import iter_entry, read_entry
 
 __all__ = [
     "ENCODERS",
@@ -32,10 +31,8 @@ __all__ = [
     "Encoder",
     "Item",
     "embed_dir",
-    "iter_entry",
     "list_encoders",
     "load_encoder",
-    "read_entry",
     "resolve_encoder",
 ]
 

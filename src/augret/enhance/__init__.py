@@ -4,10 +4,10 @@
 """
 
 from augret.enhance.config import DEFAULT_MODEL, EnhanceConfig
-from augret.enhance.policy import Policy, Route, is_question, route
+from augret.enhance.policy import Policy, Route, route
 from augret.enhance.prompts import PromptSet, load_prompts
 from augret.enhance.runner import enhance
-from augret.enhance.store import GenerationStore, generation_key
+from augret.enhance.store import GenerationStore
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -17,8 +17,6 @@ __all__ = [
     "PromptSet",
     "Route",
     "enhance",
-    "generation_key",
-    "is_question",
     "load_prompts",
     "route",
 ]

@@ -7,25 +7,22 @@ side-by-side viewer.
 * :func:`~augret.experiment.report.write_report`: tables, significance, plots and the
   ablation answers over condition run directories.
 * :func:`~augret.experiment.viewer.write_viewer`: a static HTML page comparing two systems.
+* :func:`~augret.experiment.run.run_experiment`: the whole experiment (``augret experiment``),
+  cached stage by stage.
 """
 
 from augret.experiment.config import ConditionConfig, ExperimentConfig, paper_conditions
+from augret.experiment.plan import plan
+from augret.experiment.report import write_report
+from augret.experiment.run import run_experiment
+from augret.experiment.viewer import write_viewer
 
-__all__ = ["ConditionConfig", "ExperimentConfig", "paper_conditions", "plan", "write_report",
-           "write_viewer"]
-
-
-def __getattr__(name: str):
-    if name == "plan":
-        from augret.experiment.plan import plan
-
-        return plan
-    if name == "write_report":
-        from augret.experiment.report import write_report
-
-        return write_report
-    if name == "write_viewer":
-        from augret.experiment.viewer import write_viewer
-
-        return write_viewer
-    raise AttributeError(name)
+__all__ = [
+    "ConditionConfig",
+    "ExperimentConfig",
+    "paper_conditions",
+    "plan",
+    "run_experiment",
+    "write_report",
+    "write_viewer",
+]

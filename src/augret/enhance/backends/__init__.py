@@ -15,13 +15,13 @@ import importlib
 import inspect
 from typing import Any
 
+from augret import errors
 from augret.enhance.backends.base import (
     Backend,
     GenerationParams,
     GenerationRequest,
     GenerationResult,
 )
-from augret.errors import ConfigError, MissingExtraError
 
 __all__ = [
     "BACKENDS",
@@ -64,12 +64,12 @@ def backend_options(name: str) -> list[str]:
         MissingExtraError: Its dependencies are not installed.
     """
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+        raise errors.ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
     module_name, class_name, extra = _REGISTRY[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingExtraError(exc.name or module_name, extra) from exc
+        raise errors.MissingExtraError(exc.name or module_name, extra) from exc
     return _options(getattr(module, class_name))
 
 
@@ -91,19 +91,19 @@ def get_backend(name: str, model: str, **options: Any) -> Backend:
         MissingExtraError: If the backend's optional dependencies are not installed.
     """
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+        raise errors.ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
     module_name, class_name, extra = _REGISTRY[name]
     try:
         module = importlib.import_module(module_name)
-    except MissingExtraError:
+    except errors.MissingExtraError:
         raise
     except ImportError as exc:
-        raise MissingExtraError(exc.name or module_name, extra) from exc
+        raise errors.MissingExtraError(exc.name or module_name, extra) from exc
     cls = getattr(module, class_name)
     accepted = _options(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConfigError(
+        raise errors.ConfigError(
             f"backend {name!r} does not accept option(s) {', '.join(unknown)}; "
             f"valid options: {', '.join(accepted)}"
         )
