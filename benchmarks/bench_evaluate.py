@@ -25,7 +25,7 @@ KS = (1, 5, 10)
 
 
 def compute_recall_at_k(relevant_docs: list[str], retrieved: list[str], k: int) -> float:
-    """UniIR's hit-based "Recall@k" (mbeir-spec §2.2), as written there."""
+    """UniIR's hit-based "Recall@k" (``docs/mbeir.md``), as UniIR writes it."""
     if not relevant_docs:
         return 0.0
     top_k_retrieved_indices_set = set(retrieved[:k])

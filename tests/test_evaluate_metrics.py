@@ -116,9 +116,9 @@ def test_parse_metrics_normalises():
     assert set(METRIC_NAMES) == {"hit", "recall", "precision", "mrr", "ndcg", "map"}
 
 
-# ---- the literal UniIR definition (mbeir-spec §2.2) ----------------------------------------
+# ---- the literal UniIR definition (docs/mbeir.md, Recall@k) ---------------------------------
 def _uniir_recall_at_k(relevant_docs, retrieved, k):
-    """mbeir-spec §2.2 transcribed: 1.0 if top-k and the relevant set intersect."""
+    """UniIR's definition transcribed: 1.0 if top-k and the relevant set intersect."""
     if not relevant_docs:
         return 0.0
     return 1.0 if set(retrieved[:k]) & set(relevant_docs) else 0.0

@@ -14,7 +14,7 @@ from augret.evaluate import EvalResult, evaluate, write_run
 from augret.evaluate.rundir import evaluate_run_dir, find_run_files, run_file_name
 from augret.evaluate.table import build_table, render, uniir_tsv
 
-# UniIR CLIP_SF, M-BEIR 5.6M union pool, paper Table 2 (mbeir-spec §4.1), in UniIR's row order.
+# UniIR CLIP_SF, M-BEIR 5.6M union pool, paper Table 2 (docs/mbeir.md), in UniIR's row order.
 CLIP_SF_UNION = [42.6, 77.9, 17.8, 84.7, 59.4, 78.8, 42.8, 92.3, 17.9, 32.0, 39.2, 24.0, 24.3,
                  43.9, 60.2, 44.6]
 

@@ -3,7 +3,8 @@
 Which files: per test task its query file, local pool and qrels, plus the instruction file;
 on request the union test pool, the union training (and validation) query file with its pool,
 and the image archive (``mbeir_images.tar.gz.part-00`` … ``-03``, about 170 GB). Hub paths
-follow ``mbeir-spec.md`` §1.1, so the output directory *is* an M-BEIR directory.
+follow the repository's layout (``docs/mbeir.md``), so the output directory *is* an M-BEIR
+directory.
 
 Where from: the hub through ``huggingface_hub`` (resumable downloads; checksums from the
 hub's LFS metadata), or a local directory laid out like the hub repository (``source=``, e.g.
@@ -112,7 +113,7 @@ def resolve_tasks(names: Iterable[str]) -> list[EvalTask]:
 def hub_paths(tasks: Iterable[str | EvalTask] = ("all",), *, local: bool = True,
               union: bool = False, train: bool = False, val: bool = False,
               instructions: bool = True, images: bool = False) -> list[str]:
-    """Repository paths of the chosen files (``mbeir-spec.md`` §1.1).
+    """Repository paths of the chosen files (the layout in ``docs/mbeir.md``).
 
     Args:
         tasks: Test tasks (see :func:`resolve_tasks`); each brings its query file and qrels.

@@ -1,6 +1,6 @@
 """M-BEIR id tables: datasets, tasks, the 16 evaluation pairs, and UniIR's integer id hashing.
 
-Facts come from UniIR (``src/data/preprocessing/utils.py``); see ``mbeir-spec.md`` §1.6–1.8.
+Facts come from UniIR (``src/data/preprocessing/utils.py``); see ``docs/mbeir.md``.
 """
 
 from __future__ import annotations
