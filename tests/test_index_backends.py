@@ -20,8 +20,8 @@ from augret.index.pools import embedded_pools, pool_entries
 from augret.index.queries import EmbeddedQueries
 from augret.index.search import SearchResult
 from augret.index.vectors import VectorSet
-from test_index_support import brute_force, dids, write_entry
-from test_index_support import write_meta as write_emb_meta
+from helpers.embedding_dirs import brute_force, dids, write_entry
+from helpers.embedding_dirs import write_meta as write_emb_meta
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")

@@ -10,7 +10,7 @@ import pytest
 
 from augret.cli.main import main
 from augret.evaluate.rundir import evaluate_run_dir
-from test_index_support import dids, write_entry, write_meta
+from helpers.embedding_dirs import dids, write_entry, write_meta
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")

@@ -16,7 +16,7 @@ from augret.index.pools import pool_entries
 from augret.index.recall import recall_at_k
 from augret.index.search import search
 from augret.index.vectors import VectorSet
-from test_index_support import brute_force, clustered, dids, write_entry, write_meta
+from helpers.embedding_dirs import brute_force, clustered, dids, write_entry, write_meta
 
 pytest.importorskip("faiss")
 

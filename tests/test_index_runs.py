@@ -21,7 +21,7 @@ from augret.index import (
     load_index,
     search_to_run_dir,
 )
-from test_index_support import brute_force, write_entry, write_meta
+from helpers.embedding_dirs import brute_force, write_entry, write_meta
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")

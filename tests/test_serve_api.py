@@ -10,7 +10,7 @@ import pytest
 from augret.data import MBEIRDir
 from augret.serve import AdhocQuery
 from helpers.images import png
-from test_serve_support import FakeVLM, LiveServer
+from helpers.serve import FakeVLM, LiveServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from augret.data import MBEIRDir
-from test_serve_support import FakeVLM, LiveServer
+from helpers.serve import FakeVLM, LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from helpers.images import bomb_png, png
-from test_serve_support import LiveServer
+from helpers.serve import LiveServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from augret.data import MBEIRDir
-from test_serve_support import LiveServer, load_mix, run_load
+from helpers.serve import LiveServer, load_mix, run_load
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

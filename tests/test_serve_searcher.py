@@ -13,7 +13,7 @@ from augret.data import MBEIRDir
 from augret.data.lookup import PoolLookup
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from helpers.images import bomb_png, png
-from test_serve_support import FakeVLM
+from helpers.serve import FakeVLM
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")

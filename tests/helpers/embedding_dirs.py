@@ -1,8 +1,8 @@
 """Synthetic embedding directories written by hand, following docs/formats.md exactly.
 
-Imported by the other ``test_index_*`` modules; it holds no tests itself. The writer is kept
-independent of :mod:`augret.formats.embeddings` so that a reader bug cannot hide behind a
-matching writer bug.
+Imported by the ``test_index_*`` modules. The writer is kept independent of
+:mod:`augret.formats.embeddings` so that a reader bug cannot hide behind a matching writer
+bug.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""Shared set-up of the search-service tests (imported by ``test_serve_*``, ``test_searcher``);
-it holds no tests itself. The shapes indexes and the tiny encoder are fixtures of
-``conftest.py``; image bytes are in ``helpers/images.py``.
+"""Shared set-up of the search-service tests (``test_serve_*``). The shapes indexes and the
+tiny encoder are fixtures of ``conftest.py``; image bytes are in ``helpers/images.py``.
 
 * :class:`LiveServer`: a real uvicorn server on a free loopback port, in a thread.
 * :class:`FakeVLM`: a deterministic, call-counting enhancement backend.
