@@ -202,6 +202,11 @@ SERVE_REQUESTS = (
     Request("error-content-type", "POST", "/search", json=None),
 )
 
+# Every invocation, in order. Positional arguments and long flags as augret spells them. When a
+# later tree renames a flag, give the step an alternative chosen by a path in that tree, e.g.
+#   cli("embed", "embed", "{data}", ..., "--workers", "0",
+#       alt=(("src/augret/encode/config.py", ("embed", "{data}", ..., "--set", "workers=0")),))
+# (compare then prints the two argv as a note, not as a difference).
 STEPS: tuple[Step, ...] = (
     setup("configs", "copy-configs"),
     cli("version", "--version"),
