@@ -1,16 +1,13 @@
 """The enhancement runner: counts, store reuse, failures, de-duplication, output layout.
 
-The backend here is an in-process fake used only to inject faults and count calls; the real
-backends run the same runner in tests/test_enhance_e2e.py.
+The backend here is the library's ``fake`` backend, which injects faults and records calls;
+the real backends run the same runner in tests/test_enhance_e2e.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,43 +15,8 @@ from PIL import Image
 
 from augret.data import MBEIRDir, iter_candidates, iter_queries
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
-from augret.enhance.backends.base import GenerationParams, GenerationRequest, GenerationResult
+from augret.enhance.backends.fake import FakeBackend
 from helpers.edge_data import write_edge_dir, write_rows
-
-
-class FakeBackend:
-    """Deterministic text per request; fails requests whose text contains a marker."""
-
-    name = "fake"
-    model_id = "fake-vlm"
-    revision = None
-
-    def __init__(self, fail_marker: str | None = None, words: int = 6,
-                 delay: float = 0.0) -> None:
-        self.calls: list[GenerationRequest] = []
-        self.delay = delay
-        self.fail_marker = fail_marker
-        self.words = words
-
-    def generate(self, requests: Sequence[GenerationRequest],
-                 params: GenerationParams) -> list[GenerationResult]:
-        time.sleep(self.delay)
-        out = []
-        for r in requests:
-            self.calls.append(r)
-            text = json.dumps(r.messages)
-            if self.fail_marker and self.fail_marker in text:
-                out.append(GenerationResult(None, error="backend error: HTTP 500 after 3 retries"))
-                continue
-            h = hashlib.sha256(text.encode())
-            if r.image is not None:
-                h.update(r.image.tobytes())
-            words = " ".join(f"w{h.hexdigest()[i:i + 4]}" for i in range(0, 4 * self.words, 4))
-            out.append(GenerationResult(words, output_tokens=self.words, finish_reason="stop"))
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -118,7 +80,7 @@ def test_rerun_generates_nothing_and_output_is_identical(edge_dir: Path, tmp_pat
 def test_backend_failures_keep_text_and_are_retried(edge_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = _cfg(tmp_path, side="queries")
-    report = enhance(edge_dir, out, cfg, backend=FakeBackend(fail_marker="Make it blue"),
+    report = enhance(edge_dir, out, cfg, backend=FakeBackend(fail_match="Make it blue"),
                      progress=False)
     q = report["files"]["query/test/mbeir_cirr_task7_test.jsonl"]
     assert q["failed"] == 14 and q["generated"] == 1  # only the question got through
@@ -189,12 +151,7 @@ def test_dedup_across_pools_and_splits(tmp_path: Path, sample_dir: Path) -> None
 def test_dead_backend_stops_the_run_resumably(tmp_path: Path, sample_dir: Path) -> None:
     from augret.errors import BackendError
 
-    class Dead(FakeBackend):
-        def generate(self, requests, params):
-            self.calls.extend(requests)
-            return [GenerationResult(None, error="connection refused") for _ in requests]
-
-    dead = Dead()
+    dead = FakeBackend(dead=True)
     cfg = _cfg(tmp_path, side="candidates", abort_after_failed_batches=2)
     with pytest.raises(BackendError, match="2 consecutive batches failed"):
         enhance(sample_dir, tmp_path / "out", cfg, backend=dead, progress=False)

@@ -8,9 +8,10 @@ import base64
 import pytest
 
 from augret.data import MBEIRDir
+from augret.enhance.backends.fake import FakeBackend
 from augret.serve import AdhocQuery
 from helpers.images import png
-from helpers.serve import FakeVLM, LiveServer
+from helpers.serve import LiveServer
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -156,7 +157,7 @@ def test_query_time_enhancement_over_http(idx, tmp_path, tiny_encoder):
     from augret.enhance import EnhanceConfig, GenerationStore
     from augret.serve import QueryEnhancer, Searcher, create_app
 
-    vlm = FakeVLM()
+    vlm = FakeBackend(words=5)
     enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "s.sqlite"), backend=vlm,
                              store=GenerationStore(tmp_path / "s.sqlite"))
     s = Searcher.open(idx.dense, encoder=tiny_encoder, enhancer=enhancer)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from augret.data import MBEIRDir
-from helpers.serve import FakeVLM, LiveServer
+from augret.enhance.backends.fake import FakeBackend
+from helpers.serve import LiveServer
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +62,8 @@ def test_upload_type_submit_and_see_results(driver, tmp_path, tiny_encoder, shap
     from augret.enhance import EnhanceConfig, GenerationStore
     from augret.serve import QueryEnhancer, Searcher, create_app
 
-    enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "s.sqlite"), backend=FakeVLM(4),
+    enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "s.sqlite"),
+                             backend=FakeBackend(words=4),
                              store=GenerationStore(tmp_path / "s.sqlite"))
     searcher = Searcher.open(shapes_indexes.dense, encoder=tiny_encoder, enhancer=enhancer)
     data = MBEIRDir(shapes_indexes.data)

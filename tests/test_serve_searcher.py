@@ -11,9 +11,9 @@ import pytest
 
 from augret.data import MBEIRDir
 from augret.data.lookup import PoolLookup
+from augret.enhance.backends.fake import FakeBackend
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from helpers.images import bomb_png, png
-from helpers.serve import FakeVLM
 
 pytest.importorskip("faiss")
 pytest.importorskip("bm25s")
@@ -191,7 +191,7 @@ def _enhanced_searcher(idx, encoder, tmp_path, backend=None, **cfg):
 
     store = GenerationStore(tmp_path / "store.sqlite")
     enhancer = QueryEnhancer(EnhanceConfig(store=tmp_path / "store.sqlite", **cfg),
-                             backend=backend or FakeVLM(), store=store)
+                             backend=backend or FakeBackend(words=5), store=store)
     return Searcher.open(idx.dense, encoder=encoder, enhancer=enhancer)
 
 
@@ -236,7 +236,7 @@ def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path, tiny_e
     from augret.enhance import EnhanceConfig, GenerationStore, enhance
     from augret.serve import AdhocQuery
 
-    vlm = FakeVLM()
+    vlm = FakeBackend(words=5)
     cfg = EnhanceConfig(side="queries", files="*oven_task8*", store=tmp_path / "store.sqlite",
                         workers=1)
     with GenerationStore(cfg.store) as store:
@@ -255,15 +255,10 @@ def test_query_time_enhancement_reuses_offline_generations(idx, tmp_path, tiny_e
 
 
 def test_failed_enhancement_keeps_the_original_text(idx, tmp_path, tiny_encoder):
-    from augret.enhance.backends.base import GenerationResult
     from augret.serve import AdhocQuery
 
-    class Broken(FakeVLM):
-        def generate(self, requests, params):
-            self.calls.extend(requests)
-            return [GenerationResult(None, error="HTTP 500 after 3 retries") for _ in requests]
-
-    s = _enhanced_searcher(idx, tiny_encoder, tmp_path, backend=Broken())
+    broken = FakeBackend(fail_share=1.0, error="HTTP 500 after 3 retries")
+    s = _enhanced_searcher(idx, tiny_encoder, tmp_path, backend=broken)
     res = s.search(AdhocQuery(text="Which shape is this?", image=png()), k=3)
     assert res.enhancement["status"] == "failed" and "HTTP 500" in res.enhancement["error"]
     assert res.rewritten == "Which shape is this?" and len(res.hits) == 3

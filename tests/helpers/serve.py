@@ -2,15 +2,12 @@
 tiny encoder are fixtures of ``conftest.py``; image bytes are in ``helpers/images.py``.
 
 * :class:`LiveServer`: a real uvicorn server on a free loopback port, in a thread.
-* :class:`FakeVLM`: a deterministic, call-counting enhancement backend.
 * :func:`run_load`: concurrent clients and their latencies.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
 import socket
 import threading
@@ -49,34 +46,6 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
-
-
-class FakeVLM:
-    """Deterministic words per request (hash of messages and image); counts calls."""
-
-    name = "fake"
-    model_id = "fake-vlm"
-    revision = None
-
-    def __init__(self, words: int = 5) -> None:
-        self.calls: list[Any] = []
-        self.words = words
-
-    def generate(self, requests: Sequence[Any], params: Any) -> list[Any]:
-        from augret.enhance.backends.base import GenerationResult
-
-        out = []
-        for r in requests:
-            self.calls.append(r)
-            h = hashlib.sha256(json.dumps(r.messages).encode())
-            if r.image is not None:
-                h.update(r.image.tobytes())
-            text = " ".join(f"w{h.hexdigest()[i:i + 4]}" for i in range(0, 4 * self.words, 4))
-            out.append(GenerationResult(text, output_tokens=self.words, finish_reason="stop"))
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def percentile(values: Sequence[float], q: float) -> float:

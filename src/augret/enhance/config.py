@@ -30,8 +30,9 @@ class EnhanceConfig:
     files: str | list[str] | None = option(
         None, help="Glob (or list of globs) on the files' paths relative to the data "
                    "directory, or their names: only matching files are enhanced.")
-    backend: Literal["transformers", "openai", "vllm"] = option(
-        "transformers", help="The generation backend.")
+    backend: Literal["transformers", "openai", "vllm", "fake"] = option(
+        "transformers", help="The generation backend (fake: a deterministic stand-in with "
+                             "fault injection, for tests and benchmarks; meaningless text).")
     model: str = option(DEFAULT_MODEL, help="Hub id, local path, or a tiny preset (random "
                                             "weights: meaningless text).")
     revision: str | None = option(None, help="Model revision (part of the store key).")

@@ -130,6 +130,10 @@ def backend_identity(cfg: EnhanceConfig) -> Backend:
     The ray engine keys and stores generations on the driver while its workers hold the
     models; both must agree with the single-process runner's keys (checked in the tests).
     """
+    if cfg.backend == "fake":
+        from augret.enhance.backends.fake import fake_model_id
+
+        return _Identity(cfg.backend, fake_model_id(cfg.model), cfg.revision)
     from augret.enhance.tiny import resolve_tiny_preset
 
     preset = resolve_tiny_preset(cfg.model) if cfg.backend != "openai" else None

@@ -42,6 +42,8 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     ),
     "openai": ("augret.enhance.backends.openai_backend", "OpenAIBackend", "enhance"),
     "vllm": ("augret.enhance.backends.vllm_backend", "VLLMBackend", "vllm"),
+    # a deterministic stand-in with fault injection, for tests and benchmarks
+    "fake": ("augret.enhance.backends.fake", "FakeBackend", "enhance"),
 }
 
 #: The registered backend names.
@@ -77,7 +79,8 @@ def get_backend(name: str, model: str, **options: Any) -> Backend:
     """Create the backend ``name`` for ``model``.
 
     Args:
-        name: ``transformers``, ``openai`` or ``vllm`` (exact names, no guessing).
+        name: ``transformers``, ``openai``, ``vllm`` or ``fake`` (exact names, no guessing;
+            ``fake`` is :class:`~augret.enhance.backends.fake.FakeBackend`, for tests).
         model: A hub id, a local path, or a tiny preset (``tiny``, ``tiny-qwen2-vl``,
             ``tiny-qwen2.5-vl``, ``tiny-qwen3-vl``); for ``openai``, the name the server
             knows.
