@@ -76,9 +76,10 @@ def test_run_ledger_hands_each_fresh_key_out_once(tmp_path: Path) -> None:
     ledger.record([Attempt("a", tokens=5), Attempt("b", reason="empty output"),
                    Attempt("a", reason="a later outcome is ignored")])
     assert ledger.attempted(["a", "b", "c"]) == {"a", "b"}
-    assert ledger.failures(["a", "b"]) == {"b": "empty output"}
-    assert ledger.take_fresh(["a", "b"]) == {"a": 5}
-    assert ledger.take_fresh(["a"]) == {}
+    assert ledger.failures(["a", "b"]) == {"b": Attempt("b", reason="empty output")}
+    assert ledger.take(["a", "b"]) == {"a": Attempt("a", tokens=5),
+                                       "b": Attempt("b", reason="empty output")}
+    assert ledger.take(["a", "b"]) == {}
     ledger.queue([("k1", "row1"), ("k2", "row2"), ("k1", "again")])
     assert list(ledger.queued()) == ["row1", "row2"]
     ledger.close()

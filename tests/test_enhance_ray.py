@@ -7,6 +7,7 @@ resume from the store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from augret.data.sample import write_sample
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
 from augret.ray_resources import RayResources
-from helpers.edge_data import write_edge_dir
+from helpers.edge_data import write_edge_dir, write_repeated_images
 
 ray = pytest.importorskip("ray")
 
@@ -197,3 +198,32 @@ def test_killed_driver_resumes(shapes: Path, tmp_path: Path) -> None:
     _assert_same_output(tmp_path / "local", tmp_path / "ray")
     with GenerationStore(store) as s:
         assert len(s) == total
+
+
+def _fake(store: Path, engine: str = "ray", **options) -> EnhanceConfig:
+    return EnhanceConfig(backend="fake", model="fake-vlm", backend_options=options,
+                         side="candidates", batch_size=4, store=store, engine=engine,
+                         abort_after_failed_batches=0, ray=RayResources(workers=2))
+
+
+def test_ray_one_attempt_per_key_whatever_its_outcome(local_ray, tmp_path: Path) -> None:
+    """150 rows over 30 images: deterministic failures 30, 0, 30 (retry_failed); transient
+    ones 30 then 30 — as the local engine counts them, with the same output."""
+    data = write_repeated_images(tmp_path / "data")
+    det = _fake(tmp_path / "d.sqlite", fail_share=1.0, failure="empty")
+    runs = [enhance(data, tmp_path / "det", cfg, progress=False)
+            for cfg in (det, det, dataclasses.replace(det, retry_failed=True))]
+    assert [r["last_run"]["attempts"] for r in runs] == [30, 0, 30]
+    assert [r["engine"]["generations"] for r in runs] == [30, 0, 30]
+    assert all(r["last_run"]["failed_by_reason"] == {"empty_output": 150} for r in runs)
+    local = enhance(data, tmp_path / "det-local",
+                    _fake(tmp_path / "dl.sqlite", "local", fail_share=1.0, failure="empty"),
+                    progress=False)
+    _assert_same_output(tmp_path / "det-local", tmp_path / "det", local, runs[0])
+
+    transient = _fake(tmp_path / "t.sqlite", fail_share=1.0, failure="error")
+    runs = [enhance(data, tmp_path / "tr", transient, progress=False) for _ in range(2)]
+    assert [r["last_run"]["attempts"] for r in runs] == [30, 30]
+    assert all(r["last_run"]["failed_by_reason"] == {"backend_error": 150} for r in runs)
+    with GenerationStore(tmp_path / "t.sqlite") as s:
+        assert s.failure_count() == 0 and len(s) == 0

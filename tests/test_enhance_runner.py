@@ -6,6 +6,7 @@ the real backends run the same runner in tests/test_enhance_e2e.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 from augret.data import MBEIRDir, iter_candidates, iter_queries
 from augret.enhance import EnhanceConfig, GenerationStore, enhance
 from augret.enhance.backends.fake import FakeBackend
-from helpers.edge_data import write_edge_dir, write_rows
+from helpers.edge_data import REPEATED_POOL, write_edge_dir, write_repeated_images, write_rows
 
 
 @pytest.fixture
@@ -38,6 +39,8 @@ def test_bad_rows_fail_alone_and_counts_reconcile(edge_dir: Path, tmp_path: Path
     for counts in (q, c):
         assert counts["total"] == (counts["generated"] + counts["cached"]
                                    + counts["passed_through"] + counts["failed"])
+        assert counts["failed"] == sum(counts["failed_by_reason"].values())
+    assert q["failed_by_reason"] == {"invalid_row": 3}
     # queries: 12 good lines + 3 unparseable; 11 image rows condense text only (no image read),
     # the question (8:90) needs its image (ok.jpg)
     assert q["total"] == 15 and q["failed"] == 3
@@ -122,13 +125,24 @@ def test_append_mode_and_overlong_outputs(edge_dir: Path, tmp_path: Path) -> Non
             backend=FakeBackend(), progress=False)
     row = json.loads((out / "query/test/mbeir_cirr_task7_test.jsonl").read_text().splitlines()[0])
     assert row["query_txt"].startswith("Make it blue and shiny. w")
-    report = enhance(edge_dir, tmp_path / "long", _cfg(tmp_path, side="candidates",
-                                                      candidate_caption_words=4),
-                     backend=FakeBackend(words=7), progress=False)
+    fail = _cfg(tmp_path, side="candidates", candidate_caption_words=4, overlong="fail")
+    report = enhance(edge_dir, tmp_path / "long", fail, backend=FakeBackend(words=7),
+                     progress=False)
     c = report["files"]["cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl"]
-    assert c["generated"] == 0 and c["failed"] == 11
+    assert c["generated"] == 0 and c["failed"] == 11 and c["truncated"] == 0
+    assert c["failed_by_reason"]["overlong_output"] == 7
     failures = (tmp_path / "long" / "enhance_failures.jsonl").read_text()
     assert "over-long output (7 words > 6 allowed)" in failures
+    # the default policy keeps the output, cut to the word limit, and flags the row
+    cut = _cfg(tmp_path, side="candidates", candidate_caption_words=4)
+    report = enhance(edge_dir, tmp_path / "cut", cut, backend=FakeBackend(words=7),
+                     progress=False)
+    c = report["files"]["cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl"]
+    assert (c["generated"], c["cached"], c["failed"], c["truncated"]) == (6, 1, 4, 7)
+    rows = [json.loads(x) for x in (tmp_path / "cut" / "cand_pool/local/"
+                                    "mbeir_cirr_task7_cand_pool.jsonl").read_text().splitlines()]
+    ok = rows[0]
+    assert len(ok["txt"].split()) == 4 and ok["enhancement"]["truncated"] is True
 
 
 def test_dedup_across_pools_and_splits(tmp_path: Path, sample_dir: Path) -> None:
@@ -203,3 +217,61 @@ def test_files_takes_a_list_of_globs(edge_dir: Path, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, files=["*cirr_task7_test.jsonl", "nothing*"])
     report = enhance(edge_dir, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
     assert list(report["files"]) == ["query/test/mbeir_cirr_task7_test.jsonl"]
+
+
+def test_one_attempt_per_key_recorded_failures_and_retry(tmp_path: Path) -> None:
+    """150 rows over 30 images: 30 attempts, none on a rerun, 30 with retry_failed."""
+    data = write_repeated_images(tmp_path / "data")
+    cfg = _cfg(tmp_path, side="candidates")
+    empty = FakeBackend(fail_share=1.0, failure="empty")
+    first = enhance(data, tmp_path / "out", cfg, backend=empty, progress=False)["last_run"]
+    assert len(empty.calls) == 30 and first["attempts"] == 30
+    assert first["failed"] == 150 and first["failed_by_reason"] == {"empty_output": 150}
+    with GenerationStore(cfg.store) as store:
+        assert store.failure_count() == 30 and len(store) == 0
+    rerun = FakeBackend(fail_share=1.0, failure="empty")
+    again = enhance(data, tmp_path / "out", cfg, backend=rerun, progress=False)["last_run"]
+    assert rerun.calls == [] and again["attempts"] == 0 and again["failed"] == 150
+    retry = FakeBackend(fail_share=1.0, failure="empty")
+    forced = enhance(data, tmp_path / "out", dataclasses.replace(cfg, retry_failed=True),
+                     backend=retry, progress=False)["last_run"]
+    assert len(retry.calls) == 30 and forced["attempts"] == 30 and forced["failed"] == 150
+    # a retry that succeeds replaces the recorded failure
+    healed = enhance(data, tmp_path / "out", dataclasses.replace(cfg, retry_failed=True),
+                     backend=FakeBackend(), progress=False)["last_run"]
+    assert (healed["attempts"], healed["generated"], healed["cached"]) == (30, 30, 120)
+    with GenerationStore(cfg.store) as store:
+        assert store.failure_count() == 0 and len(store) == 30
+
+
+def test_transient_failures_are_retried_by_the_next_run(tmp_path: Path) -> None:
+    data = write_repeated_images(tmp_path / "data")
+    cfg = _cfg(tmp_path, side="candidates", abort_after_failed_batches=0)  # no dead-server stop
+    for _ in range(2):
+        flaky = FakeBackend(fail_share=1.0, failure="error")
+        run = enhance(data, tmp_path / "out", cfg, backend=flaky, progress=False)["last_run"]
+        assert len(flaky.calls) == 30 and run["attempts"] == 30
+        assert run["failed_by_reason"] == {"backend_error": 150}
+    with GenerationStore(cfg.store) as store:
+        assert store.failure_count() == 0
+    # a recovered backend: each image generated once, its copies cached
+    run = enhance(data, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
+    counts = run["files"][REPEATED_POOL]
+    assert (counts["attempts"], counts["generated"], counts["cached"]) == (30, 30, 120)
+    assert counts["total"] == counts["generated"] + counts["cached"] + counts[
+        "passed_through"] + counts["failed"]
+
+
+def test_corrupt_images_are_recorded_once(edge_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, side="candidates")
+    first = enhance(edge_dir, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
+    c = first["files"]["cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl"]
+    # truncated and bomb images are read and keyed, then fail to decode: deterministic
+    assert c["failed_by_reason"] == {"missing_image": 2, "corrupt_image": 2}
+    assert c["attempts"] == c["generated"] + 2
+    with GenerationStore(cfg.store) as store:
+        assert store.failure_count() == 2
+    again = enhance(edge_dir, tmp_path / "out", cfg, backend=FakeBackend(), progress=False)
+    c = again["files"]["cand_pool/local/mbeir_cirr_task7_cand_pool.jsonl"]
+    assert c["attempts"] == 0 and c["failed_by_reason"] == {"missing_image": 2,
+                                                             "corrupt_image": 2}

@@ -60,3 +60,19 @@ def write_edge_dir(root: Path) -> Path:
     (root / "qrels/test").mkdir(parents=True)
     (root / "qrels/test/mbeir_cirr_task7_test_qrels.txt").write_text("8:1 0 8:1 1 7\n")
     return root
+
+
+REPEATED_POOL = "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl"
+
+
+def write_repeated_images(root: Path, images: int = 30, copies: int = 5) -> Path:
+    """A candidate pool of ``images × copies`` rows over ``images`` distinct images; the copies
+    of an image are ``images`` rows apart, so they fall in different chunks of a run."""
+    folder = root / "mbeir_images" / "rep"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        Image.new("RGB", (12, 10), (i * 8 % 256, 255 - i * 8 % 256, 90)).save(folder / f"{i}.png")
+    rows = [{"txt": None, "img_path": f"mbeir_images/rep/{n % images}.png", "modality": "image",
+             "did": f"0:{n + 1}", "src_content": None} for n in range(images * copies)]
+    write_rows(root / REPEATED_POOL, rows)
+    return root

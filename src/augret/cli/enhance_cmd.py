@@ -14,7 +14,8 @@ from augret.cli.options import RAY_FLAGS, ConfigArgs, config_command, flag, load
     flag("--split"), flag("--side"), flag("--backend"), flag("--model"), flag("--revision"),
     flag("--base-url"), flag("--mode"), flag("--files"), flag("--store"), flag("--prompts"),
     flag("--query-tokens"), flag("--candidate-tokens"), flag("--batch-size"),
-    flag("--max-pixels"), flag("--engine", note="See docs/scaling.md."), *RAY_FLAGS,
+    flag("--max-pixels"), flag("--overlong"), flag("--retry-failed"),
+    flag("--engine", note="See docs/scaling.md."), *RAY_FLAGS,
     flag("--temperature"), flag("--seed")))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
@@ -41,12 +42,22 @@ def enhance(data_dir: Path, out_dir: Path, config: ConfigArgs, no_progress: bool
         click.echo(f"ray: {engine['workers']} worker(s), {engine['gpus']:g} GPU; generated "
                    f"{gen['rows']} at {gen['rows_per_s']:.2f} rows/s, "
                    f"{gen['tokens_per_s']:.0f} tok/s")
-    for col in ("file", "total", "generated", "cached", "passed", "failed", "tok/s"):
+    for col in ("file", "total", "attempts", "generated", "cached", "passed", "failed",
+                "truncated", "tok/s"):
         table.add_column(col, justify="right" if col != "file" else "left", overflow="fold")
     for name, c in report["files"].items():
         tps = c["output_tokens"] / c["seconds"] if c["seconds"] else 0.0
         # under ray the files only assemble; generation throughput is the ray line above
         rate = "-" if engine.get("name") == "ray" else f"{tps:.0f}"
-        table.add_row(name, str(c["total"]), str(c["generated"]), str(c["cached"]),
-                      str(c["passed_through"]), str(c["failed"]), rate)
-    Console().print(table)
+        table.add_row(name, str(c["total"]), str(c.get("attempts", "-")), str(c["generated"]),
+                      str(c["cached"]), str(c["passed_through"]), str(c["failed"]),
+                      str(c.get("truncated", "-")), rate)
+    console = Console()
+    console.print(table)
+    run = report.get("last_run")
+    if run:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(run["failed_by_reason"].items()))
+        console.print(f"this run: {run['attempts']} generation attempt(s), "
+                      f"{run['generated']} succeeded; {run['failed']} failed row(s)"
+                      + (f" ({reasons})" if reasons else "")
+                      + f"; {run['truncated']} truncated")

@@ -1,10 +1,12 @@
 """The assemble phase: each file's rows written in input order, with their outcomes and counts.
 
-Every row's outcome comes from the plan (store hits, invalid rows, unreadable images), the run
-ledger (what this run generated or failed to generate) and the store (what another chunk or
-file generated meanwhile). A file is written to a temporary file that replaces the output
-only when it is complete. Counts reconcile: generated + cached + passed_through + failed =
-total.
+Every row's outcome comes from the plan (store hits, recorded failures, invalid rows,
+unreadable images), the run ledger (what this run attempted, and how that went) and the
+store (what another chunk or file generated meanwhile). A file is written to a temporary
+file that replaces the output only when it is complete. Counts reconcile per file:
+generated + cached + passed_through + failed = total, and failed is the sum of
+failed_by_reason; attempts counts the generations this run attempted for the file's rows
+(one per content key per run), of which ``generated`` succeeded.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +32,66 @@ NO_OUTCOME = "no generation outcome in this run"
 
 @dataclass
 class FileCounts:
-    """Per-file outcome counts of one run."""
+    """Per-file outcome counts of one run.
+
+    Attributes:
+        total: Rows.
+        generated: Rows whose generation this run made (one per content key).
+        cached: Rows whose text came from the store or from an earlier row of the run.
+        passed_through: Rows the policy leaves unchanged.
+        failed: Rows that kept their original text.
+        failed_by_reason: ``failed`` by failure kind.
+        attempts: Generations this run attempted for the file's rows (``generated`` of them
+            succeeded).
+        truncated: Rows whose text is an over-long output cut to the word budget.
+        output_tokens: Output tokens of the generated rows.
+        seconds: Time spent assembling the file.
+    """
 
     total: int = 0
     generated: int = 0
     cached: int = 0
     passed_through: int = 0
     failed: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    truncated: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
 
     def add(self, other: FileCounts) -> None:
         for k, v in asdict(other).items():
-            setattr(self, k, getattr(self, k) + v)
+            if isinstance(v, dict):
+                mine = getattr(self, k)
+                for reason, n in v.items():
+                    mine[reason] = mine.get(reason, 0) + n
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+    def count(self, item: Item) -> None:
+        """Count one resolved row."""
+        self.total += 1
+        self.attempts += item.attempted
+        if item.error is not None:
+            self.failed += 1
+            kind = item.error_kind or "backend_error"
+            self.failed_by_reason[kind] = self.failed_by_reason.get(kind, 0) + 1
+        elif item.route.kind == "passthrough":
+            self.passed_through += 1
+        elif item.status == "generated":
+            self.generated += 1
+            self.output_tokens += item.tokens
+        else:
+            self.cached += 1
+        self.truncated += item.error is None and item.truncated
 
 
 def resolve(ctx: RunContext, items: list[Item]) -> None:
     """Settle the outcome of every row of a chunk once its generations are committed.
 
     Pending rows take their key's stored text (``cached``); the first row of each key
-    generated in this run becomes ``generated``; rows of keys that failed in this run take
-    the failure's reason.
+    attempted in this run counts the attempt and, when it succeeded, is ``generated``; rows
+    of keys that failed in this run take the failure.
     """
     pending = [it for it in items if it.pending]
     if pending:
@@ -58,17 +99,25 @@ def resolve(ctx: RunContext, items: list[Item]) -> None:
         for it in pending:
             hit = hits.get(it.key)  # type: ignore[arg-type]
             if hit is not None:
-                it.text, it.status = hit.text, "cached"
-    done = [it for it in items if it.route.generates and it.status == "cached"]
-    fresh = ctx.ledger.take_fresh([it.key for it in done])  # type: ignore[misc]
-    for it in done:
-        if it.key in fresh:
-            it.status, it.tokens = "generated", fresh.pop(it.key)
+                it.text, it.truncated, it.status = hit.text, hit.truncated, "cached"
+    keyed = [it for it in items if it.route.generates and it.key is not None]
+    taken = ctx.ledger.take([it.key for it in keyed])  # type: ignore[misc]
+    for it in keyed:
+        attempt = taken.pop(it.key, None)  # type: ignore[arg-type]
+        if attempt is None:
+            continue
+        it.attempted = True
+        if attempt.reason is None and it.status == "cached":
+            it.status, it.tokens = "generated", attempt.tokens
     left = [it for it in items if it.pending]
     if left:
-        reasons = ctx.ledger.failures([it.key for it in left])  # type: ignore[misc]
+        failed = ctx.ledger.failures([it.key for it in left])  # type: ignore[misc]
         for it in left:
-            it.error = reasons.get(it.key, NO_OUTCOME)  # type: ignore[arg-type]
+            attempt = failed.get(it.key)  # type: ignore[arg-type]
+            if attempt is None:
+                it.fail("backend_error", NO_OUTCOME)
+            else:
+                it.fail(attempt.kind or "backend_error", attempt.reason or NO_OUTCOME)
     for it in items:
         it.image = None
 
@@ -86,7 +135,7 @@ def output_row(ctx: RunContext, item: Item) -> dict[str, Any]:
     if item.route.kind == "passthrough":
         info["status"] = "passthrough"
     elif item.error is not None:
-        info.update(status="failed", error=item.error)
+        info.update(status="failed", error=item.error, kind=item.error_kind)
     else:
         text = item.text or ""
         if ctx.cfg.mode == "append" and original:
@@ -95,6 +144,8 @@ def output_row(ctx: RunContext, item: Item) -> dict[str, Any]:
         info.update(status="ok", model=ctx.backend.model_id, revision=ctx.backend.revision,
                     prompt_version=ctx.prompts.id, mode=ctx.cfg.mode,
                     params={**ctx.params.as_dict(), "max_new_tokens": item.route.max_new_tokens})
+        if item.truncated:
+            info["truncated"] = True
     row["enhancement"] = info
     return row
 
@@ -126,24 +177,15 @@ def assemble_file(ctx: RunContext, path: Path, side: str, chunks: Iterable[list[
         for items in chunks:
             resolve(ctx, items)
             for it in items:
-                counts.total += 1
-                if it.record is None:
-                    counts.failed += 1
-                    _record_failure(ctx, {"file": rel, "line": it.line, "id": None,
-                                          "task": None, "error": it.error})
-                    continue
-                if it.route.kind == "passthrough":
-                    counts.passed_through += 1
-                elif it.error is not None:
-                    counts.failed += 1
-                    _record_failure(ctx, {"file": rel, "line": it.line, "id": it.record.id,
-                                          "task": it.route.kind, "error": it.error})
-                elif it.status == "generated":
-                    counts.generated += 1
-                    counts.output_tokens += it.tokens
-                else:
-                    counts.cached += 1
-                out.write(json.dumps(output_row(ctx, it), ensure_ascii=False) + "\n")
+                counts.count(it)
+                if it.error is not None:
+                    _record_failure(ctx, {
+                        "file": rel, "line": it.line,
+                        "id": it.record.id if it.record is not None else None,
+                        "task": it.route.kind if it.record is not None else None,
+                        "kind": it.error_kind, "error": it.error})
+                if it.record is not None:
+                    out.write(json.dumps(output_row(ctx, it), ensure_ascii=False) + "\n")
             elapsed = time.perf_counter() - start
             progress.update(task, advance=len(items), rate=(
                 f"{counts.total / elapsed:.1f} items/s, "

@@ -53,7 +53,14 @@ class EnhanceConfig:
     candidate_caption_words: int = option(100, help="Word limit of candidate captions.")
     query_text_words: int = option(60, help="Word limit of rewritten / condensed queries.")
     overlong_factor: float = option(1.5, help="An output longer than limit x factor words is "
-                                              "a failure.")
+                                              "over-long.")
+    overlong: Literal["truncate", "fail"] = option(
+        "truncate", help="An over-long output is cut to the word limit (at a word boundary, a "
+                         "sentence boundary when one is close) and flagged, or fails.")
+    retry_failed: bool = option(
+        False, hash=False,
+        help="Also retry the failures recorded in the store as deterministic (empty or "
+             "over-long output, corrupt image); transient ones are always retried.")
     abort_after_failed_batches: int = option(
         5, help="Stop the run (resumable) after this many consecutive batches in which every "
                 "request failed, e.g. a dead server; 0 never stops.")

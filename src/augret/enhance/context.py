@@ -22,7 +22,9 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from augret.data.mbeir import MBEIRDir
 from augret.enhance.backends.base import Backend, GenerationParams
 from augret.enhance.config import EnhanceConfig
+from augret.enhance.item import output_rules
 from augret.enhance.ledger import LEDGER_FILE, RunLedger
+from augret.enhance.outputs import OutputRules
 from augret.enhance.policy import Policy
 from augret.enhance.prompts import PromptSet, load_prompts
 from augret.enhance.store import GenerationStore
@@ -59,6 +61,7 @@ class RunContext:
         prompts: The prompt set.
         policy: The routing budgets.
         params: Decoding parameters.
+        rules: The checks on generated text.
         pool: Threads that read, hash and decode images.
         ledger: This run's attempts (and queued work).
         failures: This run's failure records (JSON lines, :data:`RUN_FAILURES_FILE`), merged
@@ -73,6 +76,7 @@ class RunContext:
     prompts: PromptSet
     policy: Policy
     params: GenerationParams
+    rules: OutputRules
     pool: ThreadPoolExecutor
     ledger: RunLedger
     failures: IO[str]
@@ -93,6 +97,7 @@ def open_context(cfg: EnhanceConfig, data: MBEIRDir, backend: Backend,
     store = GenerationStore(cfg.store)
     return RunContext(cfg, data, out_root, backend, store, load_prompts(cfg.prompts),
                       policy_of(cfg), GenerationParams(cfg.temperature, cfg.top_p, cfg.seed),
+                      output_rules(cfg),
                       ThreadPoolExecutor(max(1, cfg.workers)),
                       RunLedger(out_root / LEDGER_FILE),
                       (out_root / RUN_FAILURES_FILE).open("w", encoding="utf-8"))

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from augret.enhance.backends.base import GenerationResult
 from augret.enhance.context import RunContext
-from augret.enhance.item import item_generation, output_problem
+from augret.enhance.item import item_failure, item_generation
 from augret.enhance.ledger import Attempt
+from augret.enhance.outputs import Failure
 from augret.enhance.policy import Route
 from augret.errors import BackendError
 
@@ -28,35 +29,44 @@ class Outcome:
         key: The content key.
         route: The route of the rows with that key.
         result: The backend's result (or an error result for a row that never reached it).
-        input_error: The row failed before the model (e.g. its image did not decode): it
-            does not count as a model failure for :class:`AbortWatch`.
+        input_kind: The failure kind of a row that failed before the model (its image did
+            not read or decode); such a row is no model failure for :class:`AbortWatch`.
     """
 
     key: str
     route: Route
     result: GenerationResult
-    input_error: bool = False
+    input_kind: str | None = None
+
+    @property
+    def input_error(self) -> bool:
+        return self.input_kind is not None
 
 
 def commit(ctx: RunContext, outcomes: Sequence[Outcome]) -> list[Attempt]:
-    """Judge outcomes, store the usable ones, record all of them in the run ledger.
+    """Check outcomes; store the usable ones and the deterministic failures; record all of
+    them in the run ledger.
 
     The store is written first: a crash in between leaves store hits, never a lost output.
 
     Returns:
-        One attempt per outcome (``reason`` set for failures).
+        One attempt per outcome (``reason`` and ``kind`` set for failures).
     """
-    stored, attempts = [], []
+    stored, recorded, attempts = [], [], []
     for o in outcomes:
         res = o.result
-        reason = res.error or output_problem(o.route, res.text, ctx.cfg.overlong_factor)
-        if reason is not None:
-            attempts.append(Attempt(o.key, reason=reason))
+        checked = (Failure(o.input_kind or "backend_error", res.error)
+                   if res.error is not None else ctx.rules.check(o.route, res.text))
+        if isinstance(checked, Failure):
+            attempts.append(Attempt(o.key, reason=checked.reason, kind=checked.kind))
+            if not checked.transient:
+                recorded.append(item_failure(o.key, checked, backend=ctx.backend,
+                                             prompts=ctx.prompts, route=o.route))
             continue
-        stored.append(item_generation(o.key, res, backend=ctx.backend, prompts=ctx.prompts,
-                                      params=ctx.params, route=o.route))
+        stored.append(item_generation(o.key, checked, res, backend=ctx.backend,
+                                      prompts=ctx.prompts, params=ctx.params, route=o.route))
         attempts.append(Attempt(o.key, tokens=res.output_tokens))
-    ctx.store.put_many(stored)
+    ctx.store.put_many(stored, recorded)
     ctx.ledger.record(attempts)
     return attempts
 

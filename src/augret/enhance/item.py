@@ -2,8 +2,9 @@
 
 One item (a query or a candidate) goes through the same steps wherever it is enhanced: its
 route (:func:`augret.enhance.policy.route`), its store key (:func:`item_key`), the request sent
-to the backend (:func:`item_request`), the checks on the output (:func:`clean_output`,
-:func:`output_problem`) and the stored record (:func:`item_generation`). The runner
+to the backend (:func:`item_request`), the checks on the output
+(:class:`~augret.enhance.outputs.OutputRules`) and the stored record (:func:`item_generation`,
+or :func:`item_failure` for a deterministic failure). The runner
 (:func:`augret.enhance.enhance`) and the search service both call these, so an item enhanced
 offline is a store hit at query time and vice versa.
 """
@@ -20,25 +21,26 @@ from augret.enhance.backends.base import (
     GenerationResult,
 )
 from augret.enhance.config import EnhanceConfig
+from augret.enhance.outputs import Failure, OutputRules, Usable
 from augret.enhance.policy import Route
 from augret.enhance.prompts import PromptSet
-from augret.enhance.store import Generation, generation_key
+from augret.enhance.store import Generation, RecordedFailure, generation_key
 
 __all__ = [
     "backend_identity",
-    "clean_output",
+    "item_failure",
     "item_generation",
     "item_key",
     "item_request",
     "make_backend",
-    "output_problem",
+    "output_rules",
     "stored_params",
 ]
 
 
-def clean_output(text: str) -> str:
-    """Collapse whitespace and strip surrounding quotes of a generated text."""
-    return " ".join(text.split()).strip().strip('"').strip()
+def output_rules(cfg: EnhanceConfig) -> OutputRules:
+    """The output checks a config asks for."""
+    return OutputRules(cfg.overlong, cfg.overlong_factor)
 
 
 def stored_params(params: GenerationParams, route: Route) -> dict[str, Any]:
@@ -47,7 +49,8 @@ def stored_params(params: GenerationParams, route: Route) -> dict[str, Any]:
 
 
 def item_key(*, backend: Backend, prompts: PromptSet, params: GenerationParams, route: Route,
-             max_pixels: int, text: str | None, image_sha256: str | None) -> str:
+             rules: OutputRules, max_pixels: int, text: str | None,
+             image_sha256: str | None) -> str:
     """The store key of one item.
 
     Args:
@@ -55,6 +58,8 @@ def item_key(*, backend: Backend, prompts: PromptSet, params: GenerationParams, 
         prompts: The prompt set (its id is part of the key).
         params: Decoding parameters.
         route: The item's route.
+        rules: The output checks (the word budget and the over-long policy decide what is
+            stored).
         max_pixels: The image pixel budget (part of the key when the image is sent).
         text: The item's source text (used only when the route sends text).
         image_sha256: SHA-256 of the image bytes sent, or ``None``.
@@ -62,7 +67,7 @@ def item_key(*, backend: Backend, prompts: PromptSet, params: GenerationParams, 
     return generation_key(
         model=backend.model_id, revision=backend.revision,
         prompt_version=prompts.id, route=route.kind,
-        params={**stored_params(params, route),
+        params={**stored_params(params, route), **rules.key_params(route),
                 "max_pixels": max_pixels if route.send_image else None},
         text=text if route.send_text else None, image_sha256=image_sha256,
     )
@@ -79,25 +84,22 @@ def item_request(prompts: PromptSet, route: Route, text: str | None, image: Any,
     )
 
 
-def output_problem(route: Route, text: str | None, overlong_factor: float) -> str | None:
-    """The failure reason of a generated text, or ``None`` when it is usable."""
-    if text is None or not clean_output(text):
-        return "empty output"
-    words = len(clean_output(text).split())
-    limit = route.max_words * overlong_factor
-    if route.max_words and words > limit:
-        return f"over-long output ({words} words > {limit:g} allowed)"
-    return None
-
-
-def item_generation(key: str, result: GenerationResult, *, backend: Backend,
+def item_generation(key: str, usable: Usable, result: GenerationResult, *, backend: Backend,
                     prompts: PromptSet, params: GenerationParams, route: Route) -> Generation:
-    """The store record of a usable result."""
+    """The store record of a usable result (its checked text)."""
     return Generation(
-        key=key, text=clean_output(result.text or ""), model=backend.model_id,
+        key=key, text=usable.text, model=backend.model_id,
         revision=backend.revision, prompt_version=prompts.id, route=route.kind,
         params=stored_params(params, route), output_tokens=result.output_tokens,
-        finish_reason=result.finish_reason, created=time.time())
+        finish_reason=result.finish_reason, created=time.time(), truncated=usable.truncated)
+
+
+def item_failure(key: str, failure: Failure, *, backend: Backend, prompts: PromptSet,
+                 route: Route) -> RecordedFailure:
+    """The store record of a deterministic failure."""
+    return RecordedFailure(key=key, kind=failure.kind, reason=failure.reason,
+                           model=backend.model_id, revision=backend.revision,
+                           prompt_version=prompts.id, route=route.kind, created=time.time())
 
 
 def make_backend(cfg: EnhanceConfig) -> Backend:

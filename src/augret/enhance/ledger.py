@@ -1,9 +1,10 @@
 """The run ledger: what one enhancement run attempted, on disk (bounded memory at any scale).
 
 Every engine records the outcome of each generation it attempts (one attempt per content key
-per run); the assembly reads it back to count each row: the first row of a key generated in
-this run is ``generated`` (with its output tokens), later rows with the key are ``cached``, and
-rows of a key that failed in this run take that failure. Engines that plan the whole run
+per run, whatever its outcome); the assembly reads it back to count each row: the first row
+of a key attempted in this run counts the attempt (and is ``generated`` when it succeeded),
+later rows with the key are ``cached``, and rows of a key that failed in this run take that
+failure. Engines that plan the whole run
 before generating (the ray engine) also queue their work here, one entry per key.
 
 The ledger lives in the output directory while the run lasts and is removed when it ends; a
@@ -32,11 +33,13 @@ class Attempt:
         key: The content key.
         tokens: Output tokens of a success.
         reason: Why it failed (``None``: a success, stored in the generation store).
+        kind: The failure's kind (:data:`augret.enhance.outputs.FAILURE_KINDS`).
     """
 
     key: str
     tokens: int = 0
     reason: str | None = None
+    kind: str | None = None
 
 
 class RunLedger:
@@ -54,7 +57,7 @@ class RunLedger:
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE attempts (key TEXT PRIMARY KEY, tokens INTEGER NOT NULL,"
-                         " reason TEXT, taken INTEGER NOT NULL DEFAULT 0)")
+                         " reason TEXT, kind TEXT, taken INTEGER NOT NULL DEFAULT 0)")
         self._db.execute("CREATE TABLE queue (key TEXT PRIMARY KEY, row TEXT NOT NULL)")
 
     def record(self, attempts: Sequence[Attempt]) -> None:
@@ -62,9 +65,9 @@ class RunLedger:
         if not attempts:
             return
         with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO attempts (key, tokens, reason) "
-                                 "VALUES (?, ?, ?)",
-                                 [(a.key, a.tokens, a.reason) for a in attempts])
+            self._db.executemany("INSERT OR IGNORE INTO attempts (key, tokens, reason, kind) "
+                                 "VALUES (?, ?, ?, ?)",
+                                 [(a.key, a.tokens, a.reason, a.kind) for a in attempts])
 
     def _select(self, sql: str, keys: Sequence[str]) -> list[tuple]:
         out: list[tuple] = []
@@ -81,21 +84,23 @@ class RunLedger:
         return {k for (k,) in self._select("SELECT key FROM attempts WHERE key IN ({marks})",
                                            keys)}
 
-    def take_fresh(self, keys: Sequence[str]) -> dict[str, int]:
-        """Output tokens of the keys generated in this run and not yet taken; each key is
-        handed out once, to the first row that asks (later rows with it count as cached)."""
-        found = dict(self._select("SELECT key, tokens FROM attempts WHERE key IN ({marks}) "
-                                  "AND reason IS NULL AND taken = 0", keys))
+    def take(self, keys: Sequence[str]) -> dict[str, Attempt]:
+        """The attempts of ``keys`` in this run not handed out yet; each is handed out once,
+        to the first row that asks (it counts the attempt; later rows share its outcome)."""
+        found = {r[0]: Attempt(*r) for r in self._select(
+            "SELECT key, tokens, reason, kind FROM attempts WHERE key IN ({marks}) "
+            "AND taken = 0", keys)}
         if found:
             with self._lock:
                 self._db.executemany("UPDATE attempts SET taken = 1 WHERE key = ?",
                                      [(k,) for k in found])
         return found
 
-    def failures(self, keys: Sequence[str]) -> dict[str, str]:
-        """The failure reasons of the keys among ``keys`` that failed in this run."""
-        return dict(self._select("SELECT key, reason FROM attempts WHERE key IN ({marks}) "
-                                 "AND reason IS NOT NULL", keys))
+    def failures(self, keys: Sequence[str]) -> dict[str, Attempt]:
+        """The failed attempts of this run among ``keys``."""
+        return {r[0]: Attempt(*r) for r in self._select(
+            "SELECT key, tokens, reason, kind FROM attempts WHERE key IN ({marks}) "
+            "AND reason IS NOT NULL", keys)}
 
     def queue(self, rows: Iterable[tuple[str, str]]) -> None:
         """Queue ``(key, row)`` work entries; a key already queued keeps its first entry."""

@@ -4,7 +4,8 @@ Per file, a background thread plans the next chunk (reads, hashes and decodes it
 looks it up in the store) while the model generates the current one; each chunk's missing
 generations are made in batches, one per content key, and committed batch by batch; the
 chunk is then assembled. A key that another chunk generated or attempted meanwhile is not
-attempted again: its rows take that outcome.
+attempted again: its rows take that outcome. An image that does not decode is that key's
+attempt (a deterministic failure, as a ray worker reports it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from augret.enhance.assemble import assemble_file
+from augret.enhance.backends.base import GenerationResult
 from augret.enhance.context import EngineRun, InputFile, RunContext
 from augret.enhance.generate import AbortWatch, Outcome, commit
 from augret.enhance.item import item_request
@@ -24,8 +26,22 @@ from augret.errors import BackendError
 __all__ = ["LocalEngine"]
 
 
+def _undecodable(ctx: RunContext, items: list[Item]) -> None:
+    """Commit the first row of each key whose image did not decode as its attempt."""
+    heads: dict[str, Item] = {}
+    for it in items:
+        if it.status == "pending" and it.error_kind == "corrupt_image" and it.key:
+            heads.setdefault(it.key, it)
+    if heads:
+        done = ctx.ledger.attempted(list(heads))
+        new = [h for k, h in heads.items() if k not in done]
+        commit(ctx, [Outcome(h.key or "", h.route, GenerationResult(None, h.error),
+                             input_kind="corrupt_image") for h in new])
+
+
 def generate_chunk(ctx: RunContext, items: list[Item], watch: AbortWatch) -> None:
     """Make the chunk's missing generations (one per key) in batches, committing each."""
+    _undecodable(ctx, items)
     heads: dict[str, Item] = {}
     for it in items:
         if it.pending:

@@ -1,7 +1,8 @@
 """The plan phase: rows read in chunks, routed, keyed and looked up in the generation store.
 
 Every engine plans the same way, so every engine computes the same keys and finds the same
-store hits; what is left ``pending`` is what the engine has to generate.
+store hits and recorded failures; what is left ``pending`` is what the engine has to
+generate.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ class Item:
         record: The parsed record (``None`` when the row is invalid).
         route: Its policy route.
         error: Why the row fails (``None`` while it does not).
+        error_kind: The failure's kind (:data:`augret.enhance.outputs.FAILURE_KINDS`).
         key: Its content key (once planned, for rows that generate).
         image: The image bytes once keyed; the decoded image while it waits to be generated.
-        text: The generated text (cleaned), once known.
-        status: ``pending``, ``generated`` (the row whose key this run generated) or
-            ``cached`` (a store hit, or a later row of a key generated in this run).
+        text: The generated text (checked), once known.
+        truncated: The text was cut to the word budget.
+        status: ``pending``, ``generated`` (the row whose key this run generated),
+            ``cached`` (a store hit, or a later row of a key generated in this run) or
+            ``recorded`` (a deterministic failure recorded in the store).
+        attempted: The first row of a key this run attempted to generate.
         tokens: Output tokens of a ``generated`` row.
     """
 
@@ -44,11 +49,18 @@ class Item:
     record: Query | Candidate | None
     route: Route
     error: str | None = None
+    error_kind: str | None = None
     key: str | None = None
     image: Any = None
     text: str | None = None
+    truncated: bool = False
     status: str = "pending"
+    attempted: bool = False
     tokens: int = 0
+
+    def fail(self, kind: str, reason: str) -> None:
+        """Mark the row failed."""
+        self.error_kind, self.error, self.image = kind, reason, None
 
     @property
     def pending(self) -> bool:
@@ -67,7 +79,7 @@ def count_lines(path: Path) -> int:
 
 
 def _invalid(line: int, reason: str) -> Item:
-    return Item(line, None, Route("passthrough"), error=reason)
+    return Item(line, None, Route("passthrough"), error=reason, error_kind="invalid_row")
 
 
 def read_items(ctx: RunContext, path: Path, side: str, size: int) -> Iterator[list[Item]]:
@@ -112,12 +124,13 @@ def _key_one(ctx: RunContext, item: Item) -> None:
         try:
             data = read_image_file(path)
         except BadImage as exc:
-            item.error = str(exc)
+            item.fail("missing_image", str(exc))
             return
         digest = image_digest(data)
         item.image = data  # decoded later, only if it must be generated
     item.key = item_key(backend=ctx.backend, prompts=ctx.prompts, params=ctx.params, route=r,
-                        max_pixels=ctx.cfg.max_pixels, text=rec.text, image_sha256=digest)
+                        rules=ctx.rules, max_pixels=ctx.cfg.max_pixels, text=rec.text,
+                        image_sha256=digest)
 
 
 def _decode_one(ctx: RunContext, item: Item) -> None:
@@ -126,11 +139,14 @@ def _decode_one(ctx: RunContext, item: Item) -> None:
         item.image = load_image(item.image, max_pixels=ctx.cfg.max_pixels,
                                 name=item.record.image_path or "")
     except BadImage as exc:
-        item.error, item.image = str(exc), None
+        item.fail("corrupt_image", str(exc))
 
 
 def plan_chunk(ctx: RunContext, items: list[Item], *, decode: bool) -> list[Item]:
-    """Key one chunk and look it up in the store; store hits become ``cached``.
+    """Key one chunk and look it up in the store.
+
+    Store hits become ``cached``; keys with a recorded deterministic failure fail with its
+    reason (``recorded``), unless the run retries failures.
 
     Args:
         ctx: The run.
@@ -145,12 +161,20 @@ def plan_chunk(ctx: RunContext, items: list[Item], *, decode: bool) -> list[Item
     work = [it for it in items if it.route.generates and it.error is None]
     list(ctx.pool.map(lambda it: _key_one(ctx, it), work))
     keyed = [it for it in work if it.key is not None and it.error is None]
-    hits = ctx.store.get_many([it.key for it in keyed if it.key is not None])
+    keys = [it.key for it in keyed if it.key is not None]
+    hits = ctx.store.get_many(keys)
+    recorded = ({} if ctx.cfg.retry_failed else
+                ctx.store.get_failures([k for k in keys if k not in hits]))
     heads: set[str] = set()
     to_decode = []
     for it in keyed:
         if it.key in hits:
-            it.text, it.status, it.image = hits[it.key].text, "cached", None
+            hit = hits[it.key]
+            it.text, it.truncated, it.status, it.image = hit.text, hit.truncated, "cached", None
+        elif it.key in recorded:
+            failure = recorded[it.key]
+            it.fail(failure.kind, failure.reason)
+            it.status = "recorded"
         elif decode and it.key not in heads and it.route.send_image:
             heads.add(it.key)  # type: ignore[arg-type]
             to_decode.append(it)
@@ -159,6 +183,6 @@ def plan_chunk(ctx: RunContext, items: list[Item], *, decode: bool) -> list[Item
     list(ctx.pool.map(lambda it: _decode_one(ctx, it), to_decode))
     failed = {it.key: it.error for it in to_decode if it.error is not None}
     for it in keyed:  # a key's rows share its first row's decoding failure
-        if it.status == "pending" and it.key in failed:
-            it.error = failed[it.key]
+        if it.status == "pending" and it.error is None and it.key in failed:
+            it.fail("corrupt_image", failed[it.key])  # type: ignore[arg-type]
     return items

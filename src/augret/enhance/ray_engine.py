@@ -70,11 +70,18 @@ class _Generator:
         for i, row in enumerate(rows):
             image = None
             if row["image"] is not None:
+                # this row's failure, as in the local engine: a file the driver read but this
+                # worker cannot is transient (e.g. another node's file system); one that does
+                # not decode is deterministic
                 try:
                     data = read_image_file(Path(row["image"]))
+                except BadImage as exc:
+                    out[i].update(error=str(exc), input_kind="missing_image")
+                    continue
+                try:
                     image = load_image(data, max_pixels=self.cfg.max_pixels, name=row["name"])
-                except BadImage as exc:  # this row's failure, as in the local engine
-                    out[i].update(error=str(exc), input_error=True)
+                except BadImage as exc:
+                    out[i].update(error=str(exc), input_kind="corrupt_image")
                     continue
             requests.append(item_request(self.prompts, Route(**row["route"]), row["text"],
                                          image, row["id"]))
@@ -137,7 +144,7 @@ def _export_work(ctx: RunContext, out: Path) -> int:
 
 def _outcome(r: dict[str, Any]) -> Outcome:
     res = GenerationResult(r.get("text"), r.get("error"), r.get("tokens") or 0, r.get("finish"))
-    return Outcome(r["key"], Route(**r["route"]), res, bool(r.get("input_error")))
+    return Outcome(r["key"], Route(**r["route"]), res, r.get("input_kind"))
 
 
 def _generate(ctx: RunContext, bar: Any) -> tuple[int, Throughput]:

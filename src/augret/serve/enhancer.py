@@ -4,8 +4,10 @@ backends as ``augret enhance``.
 The query is routed by :func:`augret.enhance.policy.route`, keyed by
 :func:`augret.enhance.item.item_key` (the image part is the SHA-256 of the uploaded bytes,
 as the runner hashes image files), looked up in the :class:`~augret.enhance.GenerationStore`
-and generated only on a miss. So a query enhanced offline (same text, same image file) is a
-store hit, and a query asked twice is generated once.
+and generated only on a miss; its output goes through the same checks (an over-long text is
+truncated or fails as the config says). So a query enhanced offline (same text, same image
+file) is a store hit, a query asked twice is generated once, and a deterministic failure
+recorded by either is not generated again.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from augret.enhance.backends.base import Backend, GenerationParams
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.images import image_digest, load_image
 from augret.enhance.item import (
-    clean_output,
+    item_failure,
     item_generation,
     item_key,
     item_request,
     make_backend,
-    output_problem,
+    output_rules,
 )
+from augret.enhance.outputs import Failure
 from augret.enhance.policy import Policy, route
 from augret.enhance.prompts import load_prompts
 from augret.enhance.store import GenerationStore
@@ -76,6 +79,7 @@ class QueryEnhancer:
         self.policy = Policy(cfg.query_tokens, cfg.candidate_tokens, cfg.query_caption_words,
                              cfg.candidate_caption_words, cfg.query_text_words)
         self.params = GenerationParams(cfg.temperature, cfg.top_p, cfg.seed)
+        self.rules = output_rules(cfg)
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -105,11 +109,14 @@ class QueryEnhancer:
         if not r.generates:
             return Enhanced(text, r.kind, "passthrough")
         key = item_key(backend=self.backend, prompts=self.prompts, params=self.params, route=r,
-                       max_pixels=self.cfg.max_pixels, text=text,
+                       rules=self.rules, max_pixels=self.cfg.max_pixels, text=text,
                        image_sha256=image_digest(image) if r.send_image and image else None)
         hit = self.store.get_many([key]).get(key)
         if hit is not None:
             return Enhanced(self._final(text, hit.text), r.kind, "cached")
+        recorded = None if self.cfg.retry_failed else self.store.get_failures([key]).get(key)
+        if recorded is not None:
+            return self._failed(text, r.kind, recorded.reason)
         pixels = None
         if r.send_image and image is not None:
             try:
@@ -122,14 +129,17 @@ class QueryEnhancer:
                 return Enhanced(self._final(text, hit.text), r.kind, "cached")
             result = self.backend.generate([item_request(self.prompts, r, text, pixels)],
                                            self.params)[0]
-            reason = result.error or output_problem(r, result.text, self.cfg.overlong_factor)
-            if reason is not None:
-                return self._failed(text, r.kind, reason)
-            self.store.put_many([item_generation(key, result, backend=self.backend,
+            checked = (Failure("backend_error", result.error) if result.error is not None
+                       else self.rules.check(r, result.text))
+            if isinstance(checked, Failure):
+                if not checked.transient:
+                    self.store.put_many([], [item_failure(key, checked, backend=self.backend,
+                                                          prompts=self.prompts, route=r)])
+                return self._failed(text, r.kind, checked.reason)
+            self.store.put_many([item_generation(key, checked, result, backend=self.backend,
                                                  prompts=self.prompts, params=self.params,
                                                  route=r)])
-        return Enhanced(self._final(text, clean_output(result.text or "")), r.kind,
-                        "generated")
+        return Enhanced(self._final(text, checked.text), r.kind, "generated")
 
     def _final(self, original: str | None, generated: str) -> str:
         """The enhanced text as the runner writes it (``replace`` or ``append`` mode)."""
