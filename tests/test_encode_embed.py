@@ -281,3 +281,24 @@ def test_every_engine_choice_has_an_engine() -> None:
     choices = get_args(get_type_hints(EmbedConfig)["engine"])
     assert sorted(ENGINES) == sorted(choices) == ["local", "ray"]
     assert ENGINES["local"] is embed_local and ENGINES["ray"] is embed_with_ray
+
+
+def test_an_imported_collection_embeds_without_instruction_flags(tmp_path: Path) -> None:
+    """Instructions are for queries: a candidates-only directory needs none."""
+    from PIL import Image
+
+    from augret.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, colour in enumerate(((200, 0, 0), (0, 200, 0), (0, 0, 200))):
+        Image.new("RGB", (24, 16), colour).save(photos / f"{i}.png")
+    (photos / "1.txt").write_text("a green card")
+    out = tmp_path / "coll"
+    assert main(["collection", "import", str(photos), "--out", str(out)]) == 0
+    assert not (out / "instructions").exists()
+    emb = tmp_path / "emb"
+    assert main(["embed", str(out), "--out", str(emb), "--encoder", "tiny", "--device", "cpu",
+                 "--no-progress"]) == 0
+    meta = json.loads((emb / "meta.json").read_text())
+    assert meta["entries"]["pools/mycollection"]["rows"] == 3

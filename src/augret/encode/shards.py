@@ -260,13 +260,16 @@ class ImageGuard:
 
 
 def instruction_table(data: MBEIRDir, cfg: EmbedConfig) -> Any:
-    """The query instruction table of ``data`` when ``cfg`` embeds instructed queries.
+    """The query instruction table of ``data`` when ``cfg`` embeds instructed queries (a
+    directory without query files to embed needs none).
 
     Raises:
         DataNotFoundError: Instructed queries but no ``instructions/query_instructions.tsv``.
     """
     if not (cfg.queries and cfg.instruction != "none"):
         return None
+    if not any(not cfg.tasks or t.task.name in cfg.tasks for t in data.tasks(cfg.split)):
+        return None  # no query file to embed (e.g. an own collection): nothing to instruct
     if data.instructions_file() is None:
         raise DataNotFoundError(f"{data.root}: no instructions/query_instructions.tsv; "
                                 "add it or embed with --instruction none")
