@@ -323,3 +323,39 @@ def test_cli_collection_import(photos: Path, tmp_path: Path,
     assert main(["collection", "import", str(bad), "--out", str(out)]) == 5
     err = capsys.readouterr().err
     assert "bad.jsonl:2 field 'text': expected a string" in err and "Traceback" not in err
+
+
+def test_table_outside_the_images_folder_with_an_image_root(tmp_path: Path) -> None:
+    _touch(tmp_path / "pics/x.jpg")
+    _touch(tmp_path / "pics/sub/y.png")
+    _touch(tmp_path / "tables/local.jpg")
+    table = _jsonl(tmp_path / "tables/items.jsonl", [
+        {"text": "one", "image": "x.jpg"}, {"image": "sub/y.png"},
+        {"text": "beside the table", "image": "local.jpg"}])
+    with pytest.raises(DataFormatError) as info:  # relative to the table's folder by default
+        import_collection(table, tmp_path / "out0")
+    message = str(info.value)
+    assert "items.jsonl:1" in message and "x.jpg" in message
+    assert str(tmp_path / "tables") in message
+    from augret.cli.main import main
+
+    assert main(["collection", "import", str(table), "--out", str(tmp_path / "out"),
+                 "--image-root", str(tmp_path / "pics")]) == 0
+    manifest = json.loads((tmp_path / "out/collection.json").read_text())
+    assert manifest["collections"]["mycollection"]["image_root"] == str(
+        (tmp_path / "pics").resolve())
+    rows = _pool(tmp_path / "out", "mycollection")
+    assert [r["img_path"] for r in rows] == ["x.jpg", "sub/y.png",
+                                             str(tmp_path / "tables/local.jpg")]
+    data = MBEIRDir(tmp_path / "out")
+    assert all(data.resolve_image(r["img_path"]).is_file() for r in rows)
+    missing = _jsonl(tmp_path / "tables/missing.jsonl", [{"text": "a"}, {"image": "z.jpg"}])
+    with pytest.raises(DataFormatError) as info:
+        import_collection(missing, tmp_path / "out2", image_root=tmp_path / "pics")
+    message = str(info.value)
+    assert "missing.jsonl:2" in message and "field 'image'" in message
+    assert str(tmp_path / "pics") in message and str(tmp_path / "tables") in message
+    with pytest.raises(ConfigError, match="applies to tables"):
+        import_collection(tmp_path / "pics", tmp_path / "out3", image_root=tmp_path / "pics")
+    with pytest.raises(DataNotFoundError, match="image root"):
+        import_collection(table, tmp_path / "out4", image_root=tmp_path / "nowhere")

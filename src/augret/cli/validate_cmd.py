@@ -108,14 +108,19 @@ def collection() -> None:
 @click.option("--id-column", default="id", show_default=True, help="Tables: id key.")
 @click.option("--dataset-id", type=int, default=100, show_default=True,
               help="Dataset id prefix of generated ids.")
+@click.option("--image-root", type=click.Path(path_type=Path), default=None,
+              help="Tables: the folder image paths are relative to (default: the table's "
+                   "folder).")
 def import_(source: Path, out_dir: Path, name: str, captions: str, text_column: str,
-            image_column: str, id_column: str, dataset_id: int) -> None:
+            image_column: str, id_column: str, dataset_id: int,
+            image_root: Path | None) -> None:
     """Import SOURCE (a folder of images, or a .jsonl/.csv/.tsv of items) into --out."""
     from augret.data.collections import import_collection
 
     result = import_collection(source, out_dir, name=name, captions=captions,
                                text_column=text_column, image_column=image_column,
-                               id_column=id_column, dataset_id=dataset_id)
+                               id_column=id_column, dataset_id=dataset_id,
+                               image_root=image_root)
     s = result.stats
     mods = ", ".join(f"{m}: {n:,}" for m, n in sorted(s.modalities.items()))
     click.echo(f"imported {s.items:,} items ({mods}) from {result.source}")

@@ -256,13 +256,19 @@ def _str_value(row: dict, col: str, path: Path, line: int, *, allow_int: bool = 
                           field=col)
 
 
-def _image_ref(value: str, base: Path, path: Path, line: int, col: str) -> str:
-    """The ``img_path`` of a table's image: relative to ``base`` when inside it, else absolute."""
-    full = Path(os.path.abspath(base / value))  # an absolute ``value`` stays itself
-    if not full.is_file():
-        raise DataFormatError(f"image file not found: {value}", path=path, line=line, field=col)
+def _image_ref(value: str, bases: list[Path], path: Path, line: int, col: str) -> str:
+    """The ``img_path`` of a table's image: found under the first of ``bases`` that holds it
+    (an absolute ``value`` is itself), relative to ``bases[0]`` (the image root) when inside
+    it, else absolute."""
+    tried = [Path(os.path.abspath(b / value)) for b in bases]  # an absolute value stays itself
+    full = next((p for p in tried if p.is_file()), None)
+    if full is None:
+        where = (f"{value} is absolute" if Path(value).is_absolute() else
+                 "tried " + ", ".join(str(os.path.abspath(b)) for b in bases))
+        raise DataFormatError(f"image file not found: {value} ({where})", path=path, line=line,
+                              field=col)
     try:
-        return full.relative_to(os.path.abspath(base)).as_posix()
+        return full.relative_to(os.path.abspath(bases[0])).as_posix()
     except ValueError:
         return full.as_posix()
 
@@ -300,12 +306,15 @@ def iter_table(
     image_column: str = "image",
     id_column: str = "id",
     dataset_id: int = USER_DATASET_ID,
+    image_root: str | Path | None = None,
     stats: ImportStats | None = None,
 ) -> Iterator[Candidate]:
     """Stream a JSONL, CSV or TSV file of items as candidates.
 
-    Text goes through :func:`format_string`; image paths are relative to the file's folder
-    or absolute (``img_path`` is kept relative to that folder when the image is inside it).
+    Text goes through :func:`format_string`; an image path is absolute, or relative to
+    ``image_root`` when given (else, or when not found there, to the file's folder);
+    ``img_path`` is kept relative to the image root (default: the file's folder) when the
+    image is inside it.
     An id of the ``"d:n"`` form is kept; any other id is mapped to a generated one and kept
     in ``src_content`` (``{"id": original}``); items without an id get a generated one.
 
@@ -315,22 +324,30 @@ def iter_table(
         image_column: Key/column of the image path.
         id_column: Key/column of the id.
         dataset_id: Dataset id of generated ids.
+        image_root: The folder image paths are relative to (default: the file's folder).
         stats: Filled with counts when given.
 
     Raises:
         DataFormatError: A row has neither text nor image, a wrong type, a missing image
-            file or a duplicate id; the message names file, line and field.
+            file (the message names the folders tried) or a duplicate id; the message names
+            file, line and field.
         ConfigError: The file type is unsupported, or a CSV has neither column.
+        DataNotFoundError: The file or ``image_root`` does not exist.
     """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such file")
+    bases = [path.parent]
+    if image_root is not None:
+        if not Path(image_root).is_dir():
+            raise DataNotFoundError(f"image root {image_root}: no such directory")
+        if Path(os.path.abspath(image_root)) != Path(os.path.abspath(path.parent)):
+            bases.insert(0, Path(image_root))
     kind = _table_kind(path)
     columns = (id_column, text_column, image_column)
     stats = stats if stats is not None else ImportStats()
     ids = IdAllocator(dataset_id)
     _reserve_given_ids(path, kind, columns, ids)
-    base = path.parent
     warned = False
     for line, row in _rows(path, kind, columns):
         given = _str_value(row, id_column, path, line, allow_int=True)
@@ -340,7 +357,7 @@ def iter_table(
         if text is None and image is None:
             raise DataFormatError(f"item has neither text ({text_column!r}) nor image "
                                   f"({image_column!r})", path=path, line=line)
-        img_path = _image_ref(image, base, path, line, image_column) if image else None
+        img_path = _image_ref(image, bases, path, line, image_column) if image else None
         src = None
         if given is not None and (parsed := _verbatim(given)) is not None:
             did = f"{parsed[0]}:{parsed[1]}"
@@ -440,6 +457,7 @@ def import_collection(
     image_column: str = "image",
     id_column: str = "id",
     dataset_id: int = USER_DATASET_ID,
+    image_root: str | Path | None = None,
 ) -> ImportResult:
     """Turn a folder of images or a JSONL/CSV/TSV of items into an M-BEIR layout directory.
 
@@ -457,6 +475,9 @@ def import_collection(
         image_column: Tables only: key/column of the image path.
         id_column: Tables only: key/column of the id.
         dataset_id: Dataset id of generated ids (default 100, outside M-BEIR's 0-9).
+        image_root: Tables only: the folder the table's image paths are relative to
+            (default: the table's folder; paths not found there are looked up beside the
+            table).
 
     Returns:
         What was written, with counts.
@@ -474,12 +495,17 @@ def import_collection(
         raise DataNotFoundError(f"{source}: no such file or directory")
     stats = ImportStats()
     if source.is_dir():
-        kind, image_root = "folder", source.resolve()
+        if image_root is not None:
+            raise ConfigError("--image-root applies to tables; a folder of images is its own "
+                              "image root")
+        kind, root = "folder", source.resolve()
         items = iter_folder(source, captions=captions, dataset_id=dataset_id, stats=stats)
     else:
-        kind, image_root = _table_kind(source), source.parent.resolve()
+        kind = _table_kind(source)
+        root = Path(image_root).resolve() if image_root is not None else source.parent.resolve()
         items = iter_table(source, text_column=text_column, image_column=image_column,
-                           id_column=id_column, dataset_id=dataset_id, stats=stats)
+                           id_column=id_column, dataset_id=dataset_id, image_root=image_root,
+                           stats=stats)
     target = pool_path(out, name)
     log.info("importing %s (%s) into %s", source, kind, target)
     with atomic_writer(target) as f, track(f"importing {source.name}", None, "spinner",
@@ -494,9 +520,9 @@ def import_collection(
                 if kind == "folder" else ""))
     if stats.collisions:
         log.info("%s: %d id collision(s) resolved by re-hashing", name, stats.collisions)
-    _write_layout(out, image_root)
+    _write_layout(out, root)
     result = ImportResult(name=name, source=str(source.resolve()), kind=kind,
-                          out_dir=str(out), pool_file=str(target), image_root=str(image_root),
+                          out_dir=str(out), pool_file=str(target), image_root=str(root),
                           stats=stats)
     extra: dict[str, Any] = {
         "id_scheme": {
