@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import importlib.util
 import io
 import os
@@ -346,8 +347,10 @@ def server(tiny_backend):
 def fresh_server(server):
     server.faults.clear()
     server.stats.reset()
+    server.rejected_fields.clear()
     yield server
     server.faults.clear()
+    server.rejected_fields.clear()
 
 
 def _client(server, **options):
@@ -380,6 +383,31 @@ def test_openai_payload(fresh_server):
     assert (payload["temperature"], payload["top_p"], payload["seed"]) == (0.7, 0.9, 5)
     assert payload["top_k"] == -1 and fmt == "png"
     assert payload["messages"][0] == {"role": "system", "content": "You are an expert."}
+
+
+@needs_server
+def test_openai_output_carries_no_special_tokens(fresh_server, tiny_backend):
+    request = _req("a red cube", _red(), n=8)
+    expected = tiny_backend.generate([request], GREEDY)[0].text
+    client = _client(fresh_server)
+    fresh_server.faults.push("leak:<|quad_start|>")
+    got = client.generate([request], GREEDY)[0]
+    assert got.text == expected and got.extra["special_tokens_stripped"] == 1
+    assert fresh_server.stats.bodies[-1]["skip_special_tokens"] is True  # asked first
+    fresh_server.faults.push("leak:<|quad_start|>")
+    raw = _client(fresh_server, special_tokens=[]).generate([request], GREEDY)[0]
+    assert "<|quad_start|>" in raw.text
+
+
+@needs_server
+def test_openai_stops_asking_a_server_that_refuses_the_field(fresh_server):
+    fresh_server.rejected_fields.add("skip_special_tokens")
+    client = _client(fresh_server)
+    first = client.generate([_req("hello")], GREEDY)[0]
+    assert first.ok and first.extra["attempts"] == 1, first.error
+    assert client.generate([_req("again")], GREEDY)[0].ok
+    asked = ["skip_special_tokens" in b for b in fresh_server.stats.bodies]
+    assert asked == [True, False, False]
 
 
 @needs_server
@@ -509,38 +537,28 @@ def _serve_available() -> bool:
     return is_serve_available()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
+needs_transformers_cli = pytest.mark.skipif(
     not (shutil.which("transformers") or (Path(sys.executable).parent / "transformers").exists()),
     reason="transformers CLI not found",
 )
-@needs_torch
-def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path, free_port):
-    """`transformers serve <local dir>` works offline; our client talks to it."""
+
+
+@contextlib.contextmanager
+def _transformers_serve(model_path: str, log_path: Path, port: int):
+    """``transformers serve <local dir>`` on ``port``, offline; yields its ``/v1`` URL."""
     if not _serve_available():
         pytest.skip("transformers serve needs `pip install transformers[serving]` (openai package)")
+    import httpx
+
     cli = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    port = free_port
-    log = (tmp_path / "serve.log").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [
-            cli,
-            "serve",
-            tiny_backend.path,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ],
+        [cli, "serve", model_path, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
-        import httpx
-
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -548,12 +566,26 @@ def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path, free_p
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            assert proc.poll() is None, log_path.read_text()[-2000:]
             assert time.monotonic() < deadline, "transformers serve did not start"
             time.sleep(0.5)
-        client = get_backend(
-            "openai", tiny_backend.path, base_url=f"http://127.0.0.1:{port}/v1", timeout=60
-        )
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.slow
+@needs_transformers_cli
+@needs_torch
+def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path, free_port):
+    """`transformers serve <local dir>` works offline; our client talks to it."""
+    with _transformers_serve(tiny_backend.path, tmp_path / "serve.log", free_port) as url:
+        client = get_backend("openai", tiny_backend.path, base_url=url, timeout=60)
         requests = [_req("a red cube", _red(), n=8), _req("what is it?", n=6)]
         got = client.generate(requests, GREEDY)
         expected = tiny_backend.generate(requests, GREEDY)
@@ -562,13 +594,42 @@ def test_transformers_serve_with_local_tiny_model(tiny_backend, tmp_path, free_p
         assert [r.text for r in got] == [r.text.strip() for r in expected]
         assert [r.output_tokens for r in got] == [r.output_tokens for r in expected]
         assert [r.finish_reason for r in got] == [r.finish_reason for r in expected]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        # it refuses unknown fields (HTTP 422): the client stopped asking it to skip tokens
+        assert client.skip_special_tokens is False
+
+
+@pytest.mark.slow
+@needs_transformers_cli
+@needs_torch
+def test_transformers_serve_enhances_mini_mscoco_as_the_local_model(
+    tiny_backend, shared_data, tmp_path, free_port
+):
+    """Every row of the mini dir through `transformers serve` equals the transformers
+    backend's: no special token the server leaves in its text reaches the output."""
+    import json
+
+    from augret.enhance import EnhanceConfig, enhance
+
+    data = shared_data / "mbeir-mini-mscoco"
+    direct = enhance(data, tmp_path / "direct",
+                     EnhanceConfig(model="tiny", store=tmp_path / "a.sqlite"),
+                     backend=tiny_backend, progress=False)
+    with _transformers_serve(tiny_backend.path, tmp_path / "serve.log", free_port) as url:
+        cfg = EnhanceConfig(backend="openai", model=tiny_backend.path, base_url=url,
+                            store=tmp_path / "b.sqlite",
+                            backend_options={"timeout": 300, "max_concurrency": 1})
+        served = enhance(data, tmp_path / "served", cfg, progress=False)
+    assert served["last_run"]["failed"] == direct["last_run"]["failed"] == 0
+    rows = 0
+    for name in direct["files"]:
+        a = (tmp_path / "direct" / name).read_text().splitlines()
+        b = (tmp_path / "served" / name).read_text().splitlines()
+        assert len(a) == len(b)
+        for x, y in zip(map(json.loads, a), map(json.loads, b), strict=True):
+            key = "txt" if "txt" in x else "query_txt"
+            assert x[key] == y[key] and "<|" not in (y[key] or "")
+            rows += 1
+    assert rows == 252
 
 
 # --------------------------------------------------------------------------- vllm (faked)

@@ -13,6 +13,12 @@ Fault actions:
     ``close``            abort the TCP connection without answering
     ``malformed``        200 with a body that is not JSON
     ``noshape``          200 with JSON that has no ``choices``
+    ``leak:<token>``     normal generation with ``<token>`` inserted in the middle of the text
+                         (a server that does not skip special tokens)
+
+:attr:`OpenAICompatServer.rejected_fields` makes the server answer 422 to any request carrying
+one of those JSON fields, as a strict server (``transformers serve``) does;
+:attr:`ServerStats.bodies` keeps the JSON bodies received.
 
 Standalone use (manual testing against a tiny model)::
 
@@ -80,6 +86,7 @@ class ServerStats:
         self.in_flight = 0
         self.max_in_flight = 0
         self.actions: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
 
     def enter(self, action: str) -> None:
         with self._lock:
@@ -96,6 +103,7 @@ class ServerStats:
         with self._lock:
             self.requests = self.in_flight = self.max_in_flight = 0
             self.actions = []
+            self.bodies = []
 
 
 def _decode_data_url(url: str) -> Image.Image:
@@ -154,6 +162,7 @@ def create_app(
     faults: FaultScript,
     stats: ServerStats,
     server_ref: list[uvicorn.Server],
+    rejected_fields: set[str] | None = None,
 ) -> FastAPI:
     """The FastAPI app: ``/health``, ``/v1/models``, ``/v1/chat/completions``."""
     app = FastAPI()
@@ -205,16 +214,24 @@ def create_app(
                 {"error": {"message": f"injected {kind}", "type": "injected"}},
                 status_code=int(kind),
             )
-        elif kind != "ok":
+        elif kind not in ("ok", "leak"):
             return JSONResponse({"error": {"message": f"unknown fault {action!r}"}}, 400)
         try:
             body = await http_request.json()
+            stats.bodies.append(body)
+            refused = set(body) & (rejected_fields or set())
+            if refused:
+                return JSONResponse({"detail": f"Unexpected fields in the request: {refused}"},
+                                    status_code=422)
             request, params = openai_to_request(body)
         except Exception as exc:
             return JSONResponse({"error": {"message": f"bad request: {exc}"}}, status_code=400)
         result = await asyncio.to_thread(_generate, request, params)
         if not result.ok:
             return JSONResponse({"error": {"message": result.error}}, status_code=400)
+        if kind == "leak":
+            half = len(result.text) // 2
+            result.text = result.text[:half] + arg + result.text[half:]
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -250,12 +267,14 @@ class OpenAICompatServer:
         self.model_name = model_name
         self.faults = FaultScript()
         self.stats = ServerStats()
+        self.rejected_fields: set[str] = set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self._server_ref: list[uvicorn.Server] = []
-        app = create_app(backend, model_name, self.faults, self.stats, self._server_ref)
+        app = create_app(backend, model_name, self.faults, self.stats, self._server_ref,
+                         self.rejected_fields)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._server_ref.append(self._server)

@@ -27,6 +27,7 @@ from augret._lazy import require
 from augret._paths import cache_dir
 from augret.data.jsonl import read_json_or_none
 from augret.enhance.backends._hf import quiet_progress
+from augret.enhance.backends.special_tokens import QWEN_CHAT_TOKENS
 from augret.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -63,22 +64,7 @@ _MEANINGLESS = (
 )
 
 # Qwen's special tokens, in Qwen's order (ids follow the learned BPE vocabulary).
-_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+_SPECIAL_TOKENS: tuple[str, ...] = QWEN_CHAT_TOKENS
 _BPE_VOCAB_SIZE = 2048  # upper bound for the trainer; the corpus yields fewer merges
 
 # A Qwen-style ChatML template: images become <|vision_start|><|image_pad|><|vision_end|>,

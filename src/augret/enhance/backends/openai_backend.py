@@ -4,6 +4,10 @@ Works with ``vllm serve``, SGLang, Ollama, ``transformers serve`` and hosted API
 concurrently (``asyncio`` + ``httpx``) under a semaphore; transient failures (429, 5xx,
 connection errors, timeouts, malformed JSON) are retried with exponential backoff and jitter,
 honouring ``Retry-After``; a request that still fails becomes an error result with the reason.
+
+The text carries no special tokens: the server is asked to skip them (``skip_special_tokens``,
+which vLLM and SGLang honour; a server that rejects the field, as ``transformers serve`` does,
+is not asked again), and the model's known special tokens are stripped from what comes back.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from augret._lazy import require
 from augret.enhance.backends.base import GenerationParams, GenerationRequest, GenerationResult
 from augret.enhance.backends.messages import ImageFormat, check_request, to_openai_messages
+from augret.enhance.backends.special_tokens import QWEN_SPECIAL_TOKENS, strip_special_tokens
 from augret.errors import ConfigError
 
 __all__ = ["OpenAIBackend"]
@@ -44,6 +49,13 @@ class _Fatal(Exception):
     """A failed attempt not worth retrying (e.g. HTTP 400: the request itself is bad)."""
 
 
+class _FieldRejected(Exception):
+    """The server refused the ``skip_special_tokens`` field: send the request without it."""
+
+
+_SKIP_FIELD = "skip_special_tokens"
+
+
 class OpenAIBackend:
     """Client for an OpenAI-compatible ``/chat/completions`` endpoint.
 
@@ -63,6 +75,10 @@ class OpenAIBackend:
         extra_body: Extra JSON fields merged into every payload (e.g. ``{"top_k": -1}`` for
             vLLM, ``{"chat_template_kwargs": {...}}``).
         headers: Extra HTTP headers.
+        skip_special_tokens: Ask the server to leave special tokens out of the text (dropped
+            for good after a server refuses the field).
+        special_tokens: Tokens stripped from the text received (default: Qwen's, the default
+            model's family; ``[]`` keeps the text as the server sent it).
     """
 
     name = "openai"
@@ -84,6 +100,8 @@ class OpenAIBackend:
         system_as_string: bool = True,
         extra_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        skip_special_tokens: bool = True,
+        special_tokens: Sequence[str] | None = None,
     ) -> None:
         self._httpx = require("httpx", "enhance")
         require("PIL.Image", "enhance")
@@ -109,6 +127,9 @@ class OpenAIBackend:
         self.system_as_string = system_as_string
         self.extra_body = dict(extra_body or {})
         self.headers = {"Authorization": f"Bearer {self.api_key}", **dict(headers or {})}
+        self.skip_special_tokens = skip_special_tokens
+        self.special_tokens: tuple[str, ...] = tuple(
+            QWEN_SPECIAL_TOKENS if special_tokens is None else special_tokens)
 
     # ------------------------------------------------------------------ public API
 
@@ -122,6 +143,8 @@ class OpenAIBackend:
             "image_format": self.image_format,
             "max_concurrency": self.max_concurrency,
             "extra_body": self.extra_body,
+            "skip_special_tokens": self.skip_special_tokens,
+            "special_tokens": list(self.special_tokens),
         }
 
     def build_payload(
@@ -151,6 +174,8 @@ class OpenAIBackend:
             "n": 1,
             "stream": False,
         }
+        if self.skip_special_tokens:
+            payload[_SKIP_FIELD] = True
         payload.update(self.extra_body)
         return payload, fmt
 
@@ -214,6 +239,8 @@ class OpenAIBackend:
         started = time.monotonic()
         while True:
             attempts += 1
+            if not self.skip_special_tokens:
+                payload.pop(_SKIP_FIELD, None)
             try:
                 async with semaphore:
                     result = await asyncio.wait_for(
@@ -221,6 +248,11 @@ class OpenAIBackend:
                     )
                 result.extra.update(extra, attempts=attempts)
                 return result
+            except _FieldRejected:
+                logger.info("%s refuses %r; asking no more", self.base_url, _SKIP_FIELD)
+                self.skip_special_tokens = False
+                attempts -= 1  # the server said nothing about the request itself
+                continue
             except _Fatal as exc:
                 reason = str(exc)
                 break
@@ -267,6 +299,8 @@ class OpenAIBackend:
         if status != 200:
             snippet = " ".join(response.text.split())[:_BODY_SNIPPET]
             reason = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
+            if status in (400, 422) and _SKIP_FIELD in payload and _SKIP_FIELD in response.text:
+                raise _FieldRejected(reason)
             if status in _RETRY_STATUS or status >= 500:
                 raise _Retryable(reason, _parse_retry_after(response.headers.get("retry-after")))
             raise _Fatal(reason)
@@ -275,7 +309,12 @@ class OpenAIBackend:
         except ValueError:
             snippet = " ".join(response.text.split())[:_BODY_SNIPPET]
             raise _Retryable(f"malformed JSON response: {snippet!r}") from None
-        return _parse_completion(data)
+        result = _parse_completion(data)
+        if result.text and self.special_tokens:
+            result.text, removed = strip_special_tokens(result.text, self.special_tokens)
+            if removed:
+                result.extra["special_tokens_stripped"] = removed
+        return result
 
 
 def _parse_completion(data: Any) -> GenerationResult:
