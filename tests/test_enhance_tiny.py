@@ -215,3 +215,35 @@ def test_tokenizer_identical_across_processes():
 
     here = hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()
     assert digests == {here}
+
+
+def test_declared_transformers_floor_is_what_the_presets_need(monkeypatch):
+    """Every extra that installs transformers declares the presets' floor, no lower; an older
+    transformers gets a clear error instead of a TypeError deep in tokenizer code."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    import transformers
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+    from augret.enhance.tiny import MIN_TRANSFORMERS, check_transformers
+    from augret.errors import MissingExtraError
+
+    project = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    declared = [Requirement(r) for r in re.findall(r'"(transformers\b[^"]*)"', project)]
+    floors = [[s.version for s in r.specifier if s.operator in (">=", "==", "~=")]
+              for r in declared]
+    assert len(floors) >= 2 and all(f == [MIN_TRANSFORMERS] for f in floors), floors
+    # what the presets rely on: a Qwen2 tokenizer built from an in-memory vocab and merges
+    params = inspect.signature(Qwen2Tokenizer.__init__).parameters
+    assert "vocab" in params and "merges" in params and "vocab_file" not in params
+    assert Version(transformers.__version__) >= Version(MIN_TRANSFORMERS)
+    check_transformers(MIN_TRANSFORMERS)
+    with pytest.raises(MissingExtraError, match=r"transformers>=5\.0 \(found 4\.57\.1\)"):
+        check_transformers("4.57.1")
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    with pytest.raises(MissingExtraError, match="pip install 'augret\\[enhance\\]'"):
+        build_tiny_processor("tiny")

@@ -28,18 +28,20 @@ from augret._paths import cache_dir
 from augret.data.jsonl import read_json_or_none
 from augret.enhance.backends._hf import quiet_progress
 from augret.enhance.backends.special_tokens import QWEN_CHAT_TOKENS
-from augret.errors import ConfigError
+from augret.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
 
 __all__ = [
+    "MIN_TRANSFORMERS",
     "TINY_ALIASES",
     "TINY_PRESETS",
     "TINY_SEED",
     "TINY_VERSION",
     "build_tiny_processor",
     "build_tiny_vlm",
+    "check_transformers",
     "is_tiny_model",
     "resolve_tiny_preset",
     "tiny_model_dir",
@@ -57,6 +59,11 @@ TINY_VERSION = "v1"
 TINY_SEED = 1234
 #: Name of the marker file written next to a saved tiny model.
 MARKER_FILE = "augret-tiny.json"
+#: The oldest ``transformers`` the presets build with (the floor ``pyproject.toml`` declares):
+#: their tokenizer is made from an in-memory vocabulary and merges
+#: (``Qwen2Tokenizer(vocab=..., merges=...)``), which transformers 5 introduced; 4.x wants
+#: vocabulary and merges files.
+MIN_TRANSFORMERS = "5.0"
 
 _MEANINGLESS = (
     "tiny preset %s: randomly initialised weights, outputs are meaningless "
@@ -210,10 +217,25 @@ _TOKENIZER_CACHE: dict[str, Any] = {}
 _TOKENIZER_LOCK = threading.Lock()
 
 
+def check_transformers(version: str | None = None) -> None:
+    """Check that ``transformers`` (``version``; default: the installed one) can build the
+    presets.
+
+    Raises:
+        MissingExtraError: It is older than :data:`MIN_TRANSFORMERS` (or absent).
+    """
+    if version is None:
+        version = require("transformers", "enhance").__version__
+    from packaging.version import Version
+
+    if Version(version) < Version(MIN_TRANSFORMERS):
+        raise MissingExtraError(f"transformers>={MIN_TRANSFORMERS} (found {version})", "enhance")
+
+
 def _build_tokenizer() -> Any:
     """Train the byte-level BPE on the fixed corpus and wrap it as a ``Qwen2Tokenizer``."""
     tokenizers = require("tokenizers", "enhance")
-    require("transformers", "enhance")  # names the package, not a submodule, when missing
+    check_transformers()  # names the package, not a submodule, when missing
     qwen2_tok = require("transformers.models.qwen2.tokenization_qwen2", "enhance")
     with _TOKENIZER_LOCK:
         if "bpe" not in _TOKENIZER_CACHE:
@@ -476,8 +498,10 @@ def tiny_model_dir(preset: str = "tiny-qwen2-vl") -> Path:
 
     Raises:
         ConfigError: If ``preset`` is unknown.
+        MissingExtraError: ``transformers`` is older than :data:`MIN_TRANSFORMERS`.
     """
     preset = _canonical(preset)
+    check_transformers()
     path = cache_dir() / "tiny" / f"{preset}-{TINY_VERSION}"
     if not _is_complete(path, preset):
         if path.exists():
