@@ -155,7 +155,9 @@ class FakeBackend:
         """One result per request, in order."""
         with self._lock:
             self.calls.extend(requests)
-        time.sleep(self.delay + self.item_delay * len(requests))
+        wait = self.delay + self.item_delay * len(requests)
+        if wait > 0:
+            time.sleep(wait)
         return [self._one(r) for r in requests]
 
     def close(self) -> None:
