@@ -158,6 +158,18 @@ class Processor:
         """Pixel tensor ``[3, H, W]`` of a PIL image."""
         return self.image_transform(img)
 
+    def prepare(self, item: Any, key: Any = None) -> Any:
+        """:func:`augret.encode.batch.prepare` of one item (data-loader workers)."""
+        from augret.encode.batch import prepare
+
+        return prepare(item, self, key)
+
+    def collate(self, rows: Sequence[Any]) -> Any:
+        """:func:`augret.encode.batch.collate` of prepared rows."""
+        from augret.encode.batch import collate
+
+        return collate(rows, self)
+
 
 def clip_image_transform(size: int, mean: Sequence[float] = OPENAI_MEAN,
                          std: Sequence[float] = OPENAI_STD) -> Any:

@@ -25,10 +25,13 @@ class Item:
     Attributes:
         text: The text (``None`` or ``""``: no text; the text part is masked out).
         image: A PIL image, an image file path, or ``None`` (no image; masked out).
+        instruction: A query's task instruction, for encoders with ``separate_instruction``
+            (``None``: none, or already prefixed to ``text``).
     """
 
     text: str | None = None
     image: Any = None  # PIL.Image.Image | str | Path | None
+    instruction: str | None = None
 
     @property
     def has_text(self) -> bool:
@@ -51,11 +54,14 @@ class Encoder(Protocol):
         dim: Embedding dimension.
         normalized: Whether the returned vectors are already L2-normalised (CLIP_SF: no; the
             sums are normalised at scoring time).
+        separate_instruction: Whether query instructions go in :attr:`Item.instruction`
+            (MLLM embedders) rather than prefixed to the text (CLIP_SF).
     """
 
     name: str
     dim: int
     normalized: bool
+    separate_instruction: bool
 
     def encode_queries(self, items: Sequence[Item], *, batch_size: int = 64) -> np.ndarray:
         """Embed query items; returns float32 ``[len(items), dim]``."""

@@ -31,12 +31,14 @@ class Prepared:
         pixels: The image tensor, or ``None``.
         error: Why the item's image could not be read (``None``: fine).
         key: The caller's key (row number, id...), passed through.
+        instruction: The item's separate instruction (MLLM embedders), passed through.
     """
 
     text: str
     pixels: Any
     error: str | None = None
     key: Any = None
+    instruction: str | None = None
 
 
 @dataclass

@@ -178,9 +178,12 @@ class ClipSFEncoder:
         processor: Its text/image processor.
         dim: Embedding dimension.
         normalized: ``False``: CLIP_SF sums are normalised at scoring time.
+        separate_instruction: ``False``: query instructions are prefixed to the text (UniIR).
     """
 
     normalized = False
+    separate_instruction = False
+    architecture = "clip_sf"
 
     def __init__(self, name: str, spec: BackboneSpec, model: CLIPScoreFusion,
                  processor: Processor, *, device: str | None = "auto",
@@ -200,6 +203,12 @@ class ClipSFEncoder:
     def context_length(self) -> int:
         """Text context length in tokens."""
         return self.processor.context_length
+
+    def describe(self) -> dict[str, Any]:
+        """What embedding metas and config hashes record of this encoder."""
+        return {"architecture": self.architecture, "backbone": self.spec.to_dict(),
+                "dim": self.dim, "precision": self.precision,
+                "context_length": self.context_length, "normalized": self.normalized}
 
     def embed_batch(self, batch: Batch) -> np.ndarray:
         """Fused float32 embeddings of a collated batch."""

@@ -61,12 +61,19 @@ def query_prompt(query: Query, table: InstructionTable | None, mode: str, *,
 
 
 def query_item(query: Query, data: MBEIRDir, prompt: str | None, *,
-               text: str | None = None) -> Item:
+               text: str | None = None, separate: bool = False) -> Item:
     """The :class:`Item` of a query (``text`` overrides ``query_txt``, e.g. the raw text of an
-    enhanced row)."""
+    enhanced row).
+
+    ``separate`` (encoders with ``separate_instruction``, the MLLM embedders): the raw text
+    and the prompt go in ``Item.text`` and ``Item.instruction``, for the encoder's prompt
+    style to place; otherwise the prompt is prefixed to the text as UniIR does.
+    """
     raw = query.query_txt if text is None else text
-    body = instructed_text(prompt, raw) if prompt else format_string(raw)
     image = data.resolve_image(query.query_img_path) if query.query_img_path else None
+    if separate:
+        return Item((raw or "").strip() or None, image, instruction=prompt or None)
+    body = instructed_text(prompt, raw) if prompt else format_string(raw)
     return Item(body or None, image)
 
 

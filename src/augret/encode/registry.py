@@ -3,12 +3,16 @@
 A name is resolved exactly, never by substring:
 
 * a key of :data:`ENCODERS` (``clip_sf-vit-l-14``, ``tiny``, ...);
+* a key of :data:`~augret.encode.mllm.MLLM_ENCODERS` (``qwen3-vl-embedding-2b``, ``lamra-ret``,
+  ``gme-qwen2-vl-7b``, ``vlm2vec-v2.0``, ``tiny-mllm``...) or ``mllm:[<prompt style>:]<hub id
+  or path>``: an MLLM embedder (:mod:`augret.encode.mllm`);
 * ``open_clip:<model>[:<pretrained tag or weights file>]``, any open_clip model (SigLIP
   included), e.g. ``open_clip:ViT-B-16-SigLIP:webli``;
 * ``hf:<hub id or local path>``, a Hugging Face CLIP or SigLIP model;
-* an existing path: an augret encoder directory (``encoder.json`` + ``model.pt``), a training
-  output directory (its latest checkpoint), or a UniIR ``.pth`` checkpoint (architecture
-  inferred from the tensor shapes, or named with ``backbone``).
+* an existing path: an augret encoder directory (``encoder.json`` + ``model.pt``, or an MLLM
+  checkpoint directory), a training output directory (its latest checkpoint), or a UniIR
+  ``.pth`` checkpoint (architecture inferred from the tensor shapes, or named with
+  ``backbone``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 
 from augret.encode.backbones import TINY_MODEL_CFG, BackboneSpec, build_backbone, infer_openai_cfg
 from augret.encode.checkpoint import is_encoder_dir, load_uniir_state_dict, read_encoder_dir
+from augret.encode.mllm.checkpoint import is_mllm_dir, read_mllm_dir
+from augret.encode.mllm.spec import MLLM_ENCODERS, MLLMSpec, is_mllm_name, parse_mllm_name
 from augret.errors import ConfigError, DataFormatError
 
-__all__ = ["ENCODERS", "list_encoders", "load_encoder", "resolve_encoder"]
+__all__ = ["ENCODERS", "list_encoders", "load_encoder", "resolve_encoder", "resolve_mllm"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +57,31 @@ ENCODERS: dict[str, BackboneSpec] = {
 
 
 def list_encoders() -> dict[str, str]:
-    """Registered names with a one-line description."""
+    """Registered names (CLIP_SF and MLLM embedders) with a one-line description."""
     out = {}
     for name, spec in ENCODERS.items():
         src = f"{spec.model} ({spec.pretrained})" if spec.pretrained else spec.model
         out[name] = f"{spec.kind}: {src}" if name != "tiny" else "random-init tiny CLIP (tests)"
+    for name, entry in MLLM_ENCODERS.items():
+        out[name] = f"mllm ({entry.spec.prompt_style}): {entry.about}"
     return out
+
+
+def resolve_mllm(name: str) -> MLLMSpec | None:
+    """The MLLM spec of a name or path (``None``: not an MLLM embedder).
+
+    Registered MLLM names, ``mllm:`` specs, MLLM checkpoint directories and training outputs
+    whose latest checkpoint is one.
+    """
+    if is_mllm_name(name):
+        return parse_mllm_name(name)
+    path = Path(name)
+    if not path.is_dir():
+        return None
+    ckpt = path if is_encoder_dir(path) else _latest_checkpoint(path)
+    if ckpt is not None and is_mllm_dir(ckpt):
+        return read_mllm_dir(ckpt)[0]
+    return None
 
 
 def _latest_checkpoint(root: Path) -> Path | None:
@@ -91,6 +116,9 @@ def resolve_encoder(name: str, *, backbone: str | None = None
     """
     if name in ENCODERS:
         return ENCODERS[name], None
+    if resolve_mllm(name) is not None:
+        raise ConfigError(f"{name!r} is an MLLM embedder, not a CLIP_SF backbone; load it with "
+                          "load_encoder")
     if name.startswith("open_clip:"):
         model, _, tag = name[len("open_clip:"):].partition(":")
         if not model:
@@ -125,27 +153,50 @@ def resolve_encoder(name: str, *, backbone: str | None = None
                                 quick_gelu=True)
         return spec, sd
     raise ConfigError(f"unknown encoder {name!r}: not a registered name "
-                      f"({', '.join(ENCODERS)}), not open_clip:<model>[:<tag>] or "
-                      "hf:<id>, and no such file or directory")
+                      f"({', '.join([*ENCODERS, *MLLM_ENCODERS])}), not "
+                      "open_clip:<model>[:<tag>], hf:<id> or mllm:<id>, and no such file or "
+                      "directory")
 
 
 def load_encoder(name: str, *, device: str | None = "auto", precision: str = "auto",
-                 backbone: str | None = None, context_length: int | None = None) -> Any:
-    """Build a ready :class:`~augret.encode.clip_sf.ClipSFEncoder`.
+                 backbone: str | None = None, context_length: int | None = None,
+                 **mllm_options: Any) -> Any:
+    """Build a ready encoder: a :class:`~augret.encode.clip_sf.ClipSFEncoder` or an
+    :class:`~augret.encode.mllm.encoder.MLLMEncoder`.
 
     Args:
-        name: Registered name, ``open_clip:``/``hf:`` spec, or checkpoint path.
+        name: Registered name, ``open_clip:``/``hf:``/``mllm:`` spec, or checkpoint path.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda:1``...
-        precision: ``auto`` (fp16 autocast on CUDA as UniIR, fp32 on CPU), ``fp32``,
-            ``fp16``, ``bf16``.
+        precision: ``auto`` (CLIP_SF: fp16 autocast on CUDA as UniIR; MLLM: bf16 weights on
+            CUDA; fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
         backbone: Architecture of a UniIR ``.pth`` when shape inference is not wanted.
-        context_length: Text context length (at most the model's; a random-init preset
-            is built with it).
+        context_length: Text context length (CLIP_SF: at most the model's, a random-init
+            preset is built with it; MLLM: ``max_text_tokens``).
+        **mllm_options: MLLM embedders only: :class:`~augret.encode.mllm.spec.MLLMSpec`
+            fields to override (``max_image_tokens``, ``min_image_tokens``,
+            ``padding_side``...) and ``attn_implementation``.
 
     Raises:
         ConfigError: Unknown name or bad option.
         DataFormatError: Checkpoint weights that do not fit the architecture.
     """
+    mllm = resolve_mllm(name)
+    if mllm is not None:
+        from augret.encode.mllm.loaders import build_mllm
+
+        if backbone:
+            raise ConfigError(f"backbone applies to UniIR .pth checkpoints, not to {name!r}")
+        attn = mllm_options.pop("attn_implementation", "auto")
+        if context_length:
+            mllm_options["max_text_tokens"] = context_length
+        try:
+            mllm = mllm.with_changes(**mllm_options)
+        except TypeError as exc:
+            raise ConfigError(f"bad MLLM option: {exc}") from None
+        return build_mllm(name, mllm, device=device, precision=precision,
+                          attn_implementation=attn)
+    if mllm_options:
+        raise ConfigError(f"options {sorted(mllm_options)} apply to MLLM embedders only")
     from augret.encode.clip_sf import CLIPScoreFusion, ClipSFEncoder
 
     spec, sd = resolve_encoder(name, backbone=backbone)

@@ -212,9 +212,7 @@ class _Rows:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Any:
-        from augret.encode.batch import prepare
-
-        return prepare(self.items[i], self.processor, key=i)
+        return self.processor.prepare(self.items[i], key=i)
 
 
 def _identity(rows: list[Any]) -> list[Any]:
@@ -299,7 +297,8 @@ class ShardEmbedder:
         cand_mod = positive_modality(rec, file_task=job.task.task if job.task else None)
         prompt = query_prompt(rec, self.table, self.cfg.instruction, cand_modality=cand_mod,
                               seed=self.cfg.instruction_seed)
-        return (query_item(rec, self.data, prompt),
+        return (query_item(rec, self.data, prompt,
+                           separate=self.encoder.separate_instruction),
                 prompt is None and self.cfg.instruction != "none")
 
     def embed(self, job: EmbedJob, chunk: list[tuple[int, int, Any]], guard: ImageGuard
@@ -311,7 +310,6 @@ class ShardEmbedder:
             DataFormatError: ``on_missing_image="error"`` and a row has nothing to embed.
         """
         from augret._lazy import require
-        from augret.encode.batch import collate
 
         torch = require("torch", "train")
         cfg = self.cfg
@@ -353,7 +351,7 @@ class ShardEmbedder:
                                 "action": "skipped"})
             if not keep:
                 continue
-            batch = collate(keep, self.encoder.processor)
+            batch = self.encoder.processor.collate(keep)
             truncated += sum(batch.truncated)
             vectors.append(self.encoder.embed_batch(batch))
             for p in keep:
@@ -429,8 +427,7 @@ def entry_summary(entry: dict[str, Any]) -> dict[str, Any]:
 
 def describe_encoder(encoder: Any) -> dict[str, Any]:
     """What ``meta.json`` and the config hash need to know of a loaded encoder."""
-    return {"backbone": encoder.spec.to_dict(), "dim": encoder.dim,
-            "precision": encoder.precision, "context_length": encoder.context_length}
+    return encoder.describe()
 
 
 def _resolved(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[str, Any]:
@@ -438,12 +435,14 @@ def _resolved(cfg: EmbedConfig, enc: dict[str, Any], data: MBEIRDir) -> dict[str
     from augret.encode.checkpoint import MODEL_FILE
 
     enc_path = Path(cfg.encoder)
-    weights = None
-    for cand in (enc_path, enc_path / MODEL_FILE):
-        if cand.is_file():
-            st = cand.stat()
-            weights = {"file": str(cand.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-            break
+    weights = enc.get("weights")  # MLLM encoders fingerprint their own weight files
+    if weights is None:
+        for cand in (enc_path, enc_path / MODEL_FILE):
+            if cand.is_file():
+                st = cand.stat()
+                weights = {"file": str(cand.resolve()), "size": st.st_size,
+                           "mtime_ns": st.st_mtime_ns}
+                break
     return {"backbone": enc["backbone"], "weights": weights, "precision": enc["precision"],
             "context_length": enc["context_length"], "data_dir": str(data.root.resolve()),
             "image_root": str(data.image_root.resolve())}
@@ -469,9 +468,9 @@ def start_meta(data: MBEIRDir, out: Path, cfg: EmbedConfig, enc: dict[str, Any],
     meta = embedding_files.prepare_dir(out, chash, overwrite=cfg.overwrite)
     write_resolved(cfg, out)
     meta = {"format": embedding_files.FORMAT, "version": 1,
-            "encoder": {"name": cfg.encoder, "architecture": "clip_sf",
+            "encoder": {"name": cfg.encoder, "architecture": enc["architecture"],
                         "backbone": enc["backbone"], "weights": key["weights"]},
-            "dim": enc["dim"], "dtype": "float16", "normalized": False,
+            "dim": enc["dim"], "dtype": "float16", "normalized": enc["normalized"],
             "data_dir": key["data_dir"], "image_root": key["image_root"], "split": cfg.split,
             "instruction": cfg.instruction, "context_length": enc["context_length"],
             "precision": enc["precision"], "config_hash": chash,
