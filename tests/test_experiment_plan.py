@@ -28,7 +28,8 @@ def test_paper_config_loads_with_six_conditions():
     assert [c.name for c in cfg.conditions] == [
         "zero_shot", "baseline", "inference_only", "query_enhanced", "corpus_enhanced",
         "fully_enhanced", "fully_enhanced_append", "bm25_raw", "bm25_enhanced",
-        "hybrid_enhanced"]
+        "hybrid_enhanced", "zero_shot_qwen3vl_emb_2b", "inference_only_qwen3vl_emb_2b",
+        "zero_shot_lamra_ret", "zero_shot_gme_7b"]
     assert cfg.conditions[:6] == paper_conditions()  # the YAML spells out the defaults
     assert tuple(c.name for c in paper_conditions()) == PAPER_CONDITIONS
     assert cfg.enhance.model == "Qwen/Qwen3-VL-8B-Instruct" and cfg.enhance.backend == "vllm"
@@ -50,8 +51,16 @@ def test_paper_config_loads_with_six_conditions():
                                     for e in cfg.enhancements()]
     assert cfg.encoder_key(cfg.condition("zero_shot")) == "pretrained"
     assert cfg.encoder_key(cfg.condition("bm25_enhanced")) is None
-    assert len(cfg.embedding_sets()) == 12 + 2  # + the append view's queries and pool
+    # + the append view's queries and pool, + 4 per MLLM model (raw and enhanced for one)
+    assert len(cfg.embedding_sets()) == 12 + 2 + 8
     assert ("q-enhanced_c-enhanced_append", "pool", "enhanced-append") in cfg.embedding_sets()
+    mllm = cfg.condition("inference_only_qwen3vl_emb_2b")
+    assert cfg.encoder_key(mllm) == "pretrained:qwen3-vl-embedding-2b"
+    assert cfg.embedding_dim("pretrained:qwen3-vl-embedding-2b") == 2048
+    assert cfg.embedding_dim("pretrained:gme-qwen2-vl-7b") == 3584
+    assert cfg.embed_items_per_s("pretrained:lamra-ret") == 100
+    assert cfg.embed_items_per_s("pretrained") == 1500
+    assert not any(c.trains for c in cfg.conditions if c.model)
 
 
 def test_resolved_config_round_trips(tmp_path):
@@ -89,6 +98,11 @@ def test_resolved_config_round_trips(tmp_path):
     ({"retrieval": {"encoder": "tiny"}}, "retrieval.encoder is set by the experiment"),
     ({"sample": {"reps": 0}}, "reps must be >= 1"),
     ({"sample": {"size": 3}}, "unknown key"),
+    ({"conditions": [{"name": "a", "model": "lamra-ret"}]},
+     r"own model \('lamra-ret'\) is evaluated as released; set 'encoder: pretrained'"),
+    ({"encoder": "tiny-mllm"}, r"MLLM embedder, which augret train cannot fine-tune yet; "
+                               r"conditions \['baseline'"),
+    ({"planning.throughput.mllm_embed_items_per_s": -1}, "positive"),
 ])
 def test_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -189,6 +203,14 @@ def test_plan_on_real_topics_matches_a_direct_count(topics_dir, tmp_path, fast):
     assert p.embedding["pool_rows"] == 0 and p.training["samples"] == 0
     assert p.gpu_hours["total"] == pytest.approx(
         p.gpu_hours["enhancement"] + p.gpu_hours["embedding"] + p.gpu_hours["training"])
+    # embedding GPU-hours per set at its encoder's throughput: MLLM sets at the MLLM rate
+    sets = p.embedding["sets"]
+    for s in sets:
+        assert s["gpu_hours"] == pytest.approx(s["rows"] / s["items_per_s"] / 3600)
+    mllm = [s for s in sets if s["encoder"].startswith("pretrained:")]
+    assert len(mllm) == 8 and {s["items_per_s"] for s in mllm} == {100}
+    assert {s["dim"] for s in mllm} == {2048, 3584}
+    assert p.gpu_hours["embedding"] == pytest.approx(sum(s["gpu_hours"] for s in sets))
     path = p.write_json(tmp_path / "plan.json")
     saved = json.loads(path.read_text())
     assert saved["stages"][0]["unique_keys"] == len(keys)

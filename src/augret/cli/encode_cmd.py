@@ -46,7 +46,8 @@ def embed(data_dir: Path, out_dir: Path, config: ConfigArgs, no_progress: bool,
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{out_dir}: {cfg.encoder} (dim {meta['dim']}, fp16, un-normalised)")
+    norm = "normalised" if meta.get("normalized") else "un-normalised"
+    table = Table(title=f"{out_dir}: {cfg.encoder} (dim {meta['dim']}, fp16, {norm})")
     for col in ("entry", "rows", "shards", "truncated", "skipped"):
         table.add_column(col, justify="left" if col == "entry" else "right")
     for name, e in meta["entries"].items():

@@ -43,5 +43,10 @@ def run(data_dir: Path, out_dir: Path, queries_dir: Path | None, corpus_dir: Pat
     click.echo(f"run files: {report.run_dir}", err=True)
     if fmt == "markdown":
         click.echo(report.table)
+        from augret.encode import is_random_init
+
+        if cfg.dense and is_random_init(str(cfg.encoder)):
+            click.echo(f"note: {cfg.encoder} is a randomly initialised test model; these "
+                       "numbers are meaningless.")
     else:
         click.echo((out_dir / ("table.csv" if fmt == "csv" else "table.json")).read_text("utf-8"))

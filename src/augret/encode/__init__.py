@@ -1,5 +1,6 @@
-"""Retriever encoders (UniIR's CLIP_SF over open_clip / Hugging Face backbones) and embedding
-of M-BEIR directories into embedding directories (``docs/formats.md``).
+"""Retriever encoders (UniIR's CLIP_SF over open_clip / Hugging Face backbones, and MLLM
+embedders over Qwen-VL models: :mod:`augret.encode.mllm`) and embedding of M-BEIR directories
+into embedding directories (``docs/formats.md``).
 
 Heavy dependencies (torch, open_clip, transformers) load on first use of a model.
 
@@ -20,7 +21,13 @@ from augret.encode.backbones import BackboneSpec
 from augret.encode.base import Encoder, Item
 from augret.encode.config import EmbedConfig
 from augret.encode.embed import embed_dir
-from augret.encode.registry import ENCODERS, list_encoders, load_encoder, resolve_encoder
+from augret.encode.registry import (
+    ENCODERS,
+    is_random_init,
+    list_encoders,
+    load_encoder,
+    resolve_encoder,
+)
 
 __all__ = [
     "ENCODERS",
@@ -31,6 +38,7 @@ __all__ = [
     "Encoder",
     "Item",
     "embed_dir",
+    "is_random_init",
     "list_encoders",
     "load_encoder",
     "resolve_encoder",

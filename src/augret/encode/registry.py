@@ -27,7 +27,8 @@ from augret.encode.mllm.checkpoint import is_mllm_dir, read_mllm_dir
 from augret.encode.mllm.spec import MLLM_ENCODERS, MLLMSpec, is_mllm_name, parse_mllm_name
 from augret.errors import ConfigError, DataFormatError
 
-__all__ = ["ENCODERS", "list_encoders", "load_encoder", "resolve_encoder", "resolve_mllm"]
+__all__ = ["ENCODERS", "RANDOM_INIT", "is_random_init", "list_encoders", "load_encoder",
+           "resolve_encoder", "resolve_mllm"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,15 @@ def list_encoders() -> dict[str, str]:
     for name, entry in MLLM_ENCODERS.items():
         out[name] = f"mllm ({entry.spec.prompt_style}): {entry.about}"
     return out
+
+
+#: Registered encoders with random weights (tests and smoke runs): their numbers mean nothing.
+RANDOM_INIT = ("tiny", "tiny-mllm")
+
+
+def is_random_init(name: str) -> bool:
+    """Whether ``name`` is a registered random-init test encoder (exact name)."""
+    return name in RANDOM_INIT
 
 
 def resolve_mllm(name: str) -> MLLMSpec | None:

@@ -82,6 +82,22 @@ ENCODER_DIMS: dict[str, int] = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def is_mllm(encoder: str) -> bool:
+    """Whether ``encoder`` names an MLLM embedder (registered, ``mllm:`` or a checkpoint)."""
+    from augret.encode.registry import resolve_mllm
+
+    return resolve_mllm(encoder) is not None
+
+
+def encoder_dim(encoder: str) -> int | None:
+    """The embedding width of a registered encoder (CLIP_SF or MLLM), else ``None``."""
+    from augret.encode.mllm.spec import MLLM_ENCODERS
+
+    if encoder in MLLM_ENCODERS:
+        return MLLM_ENCODERS[encoder].dim
+    return ENCODER_DIMS.get(encoder)
+
+
 @dataclass(frozen=True)
 class ConditionConfig:
     """One evaluated system.
@@ -94,6 +110,8 @@ class ConditionConfig:
     * ``dense`` and ``hybrid`` use ``encoder`` (default ``trained``); ``hybrid`` fuses the
       condition's dense run with BM25 over the same views (reciprocal rank fusion,
       ``retrieval.rrf_k``).
+    * ``model`` names another encoder than the experiment's (e.g. an MLLM embedder such as
+      ``qwen3-vl-embedding-2b``), evaluated as released: only with ``encoder: pretrained``.
     * ``enhance_mode`` may only be set on a condition that reads an enhanced view (test, or
       training when ``trained``). It applies to all of them: a condition trained on
       ``append`` text has its own training run; one trained on raw text shares the raw one.
@@ -113,6 +131,10 @@ class ConditionConfig:
     corpus: View = option("raw", help="Test corpus view searched.")
     retriever: Retriever = option("dense", help="dense (the encoder, exact FAISS search), "
                                                 "bm25 or hybrid.")
+    model: str | None = option(
+        None, help="This condition's own encoder (registered name, open_clip:/hf:/mllm: spec "
+                   "or checkpoint, e.g. qwen3-vl-embedding-2b) instead of the experiment's "
+                   "encoder, evaluated as released (encoder: pretrained only).")
     enhance_mode: EnhanceMode | None = option(
         None, help="The enhanced text of the condition's enhanced views: replace (VLM text "
                    "instead of the original) or append (after it); default: the "
@@ -131,6 +153,10 @@ class ConditionConfig:
                                   "nothing; train_queries and train_corpus must stay raw")
         elif self.encoder is None:
             object.__setattr__(self, "encoder", "trained")
+        if self.model is not None and self.encoder != "pretrained":
+            raise ConfigError(f"condition {self.name!r}: a condition's own model "
+                              f"({self.model!r}) is evaluated as released; set 'encoder: "
+                              "pretrained' (trained conditions use the experiment's encoder)")
         if self.enhance_mode is not None and "enhanced" not in self.views:
             raise ConfigError(f"condition {self.name!r}: enhance_mode applies to enhanced "
                               "views and this condition reads none")
@@ -226,11 +252,18 @@ class ThroughputConfig:
                      "doc's 100-300 GPU-hours for 3.1M captions imply about 1,000).")
     embed_items_per_s: float = option(1000.0, help="Encoder items (queries or candidates) per "
                                                    "second.")
+    mllm_embed_items_per_s: float = option(
+        100.0, help="Items per second of MLLM embedders (conditions or experiments whose "
+                    "encoder is one). The default is an estimate, not a measurement: a 2B "
+                    "Qwen-VL embedder at ~500 tokens per item costs ~2 TFLOP per item, ~200 "
+                    "items/s at 40% of an H100's bf16 peak; 7-8B models are ~4x slower. "
+                    "Measure with benchmarks/gpu_mllm.py.")
     train_samples_per_s: float = option(150.0, help="Training queries (with their positives) "
                                                     "per second.")
 
     def __post_init__(self) -> None:
-        for name in ("vlm_output_tokens_per_s", "embed_items_per_s", "train_samples_per_s"):
+        for name in ("vlm_output_tokens_per_s", "embed_items_per_s", "mllm_embed_items_per_s",
+                     "train_samples_per_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"throughput.{name} must be positive")
 
@@ -310,6 +343,12 @@ class ExperimentConfig:
                 eval_task(t)
             except KeyError as exc:
                 raise ConfigError(str(exc.args[0])) from None
+        trained = [c.name for c in self.conditions if c.trains]
+        if trained and is_mllm(self.encoder):
+            raise ConfigError(f"encoder {self.encoder!r} is an MLLM embedder, which augret "
+                              f"train cannot fine-tune yet; conditions {trained} train: "
+                              "evaluate it zero-shot (encoder: pretrained) or train a CLIP_SF "
+                              "encoder")
         for key, where in _RESERVED_RETRIEVAL.items():
             if key in self.retrieval:
                 raise ConfigError(f"retrieval.{key} is set by the experiment ({where})")
@@ -347,11 +386,18 @@ class ExperimentConfig:
         return key
 
     def encoder_key(self, c: ConditionConfig) -> str | None:
-        """``pretrained`` or the training key (conditions with one key share an encoder);
-        ``None`` for bm25 (no encoder)."""
+        """``pretrained`` (the experiment's encoder), ``pretrained:<model>`` (the condition's
+        own) or the training key (conditions with one key share an encoder); ``None`` for
+        bm25 (no encoder)."""
         if c.retriever == "bm25":
             return None
+        if c.model is not None:
+            return f"pretrained:{c.model}"
         return self.training_key(c) or "pretrained"
+
+    def encoder_name(self, key: str) -> str:
+        """The encoder (name, spec or checkpoint) an :meth:`encoder_key` starts from."""
+        return key[len("pretrained:"):] if key.startswith("pretrained:") else self.encoder
 
     def trainings(self) -> dict[str, list[str]]:
         """Distinct training views → the conditions that use their encoder."""
@@ -405,6 +451,16 @@ class ExperimentConfig:
                     out.append(item)
         return out
 
-    def embedding_dim(self) -> int | None:
-        """``planning.embedding_dim``, else the registered encoder's width, else ``None``."""
-        return self.planning.embedding_dim or ENCODER_DIMS.get(self.encoder)
+    def embedding_dim(self, key: str | None = None) -> int | None:
+        """The width of the experiment's encoder (``planning.embedding_dim``, else the
+        registered one's), or of an :meth:`encoder_key`'s; ``None`` when unknown."""
+        name = self.encoder if key is None else self.encoder_name(key)
+        if name == self.encoder and self.planning.embedding_dim:
+            return self.planning.embedding_dim
+        return encoder_dim(name)
+
+    def embed_items_per_s(self, key: str) -> float:
+        """Planning throughput of an :meth:`encoder_key`'s encoder (MLLM or not)."""
+        t = self.planning.throughput
+        return t.mllm_embed_items_per_s if is_mllm(self.encoder_name(key)) \
+            else t.embed_items_per_s

@@ -262,29 +262,34 @@ def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) ->
     if lexical:
         out.notes.append(f"BM25 indexes (conditions {', '.join(lexical)}) are not estimated; "
                          "they need no GPU")
-    sets = [{"encoder": enc, "side": side, "view": view,
-             "rows": query_rows if side == "queries" else pool_rows}
-            for enc, side, view in cfg.embedding_sets()]
+    sets = []
+    for enc, side, view in cfg.embedding_sets():
+        n = query_rows if side == "queries" else pool_rows
+        rate = cfg.embed_items_per_s(enc)
+        sets.append({"encoder": enc, "side": side, "view": view, "rows": n,
+                     "dim": cfg.embedding_dim(enc), "items_per_s": rate,
+                     "gpu_hours": n / rate / _HOUR})
     items = sum(s["rows"] for s in sets)
     dim = cfg.embedding_dim()
     out.embedding = {"encoder": cfg.encoder, "dim": dim, "query_rows": query_rows,
                      "pool_rows": pool_rows, "sets": sets, "items": items,
-                     "fp16_bytes": items * (dim or 0) * 2}
-    out.gpu_hours["embedding"] = items / cfg.planning.throughput.embed_items_per_s / _HOUR
-    if dim is None:
-        out.notes.append(f"embedding width of {cfg.encoder!r} unknown: set "
-                         "planning.embedding_dim for index memory")
-    per_row = (dim or 0) * 4 + cfg.planning.id_bytes
+                     "fp16_bytes": sum(s["rows"] * (s["dim"] or 0) * 2 for s in sets)}
+    out.gpu_hours["embedding"] = sum(s["gpu_hours"] for s in sets)
+    unknown = sorted({cfg.encoder_name(s["encoder"]) for s in sets if s["dim"] is None})
+    for name in unknown:
+        out.notes.append(f"embedding width of {name!r} unknown: its index memory is 0 "
+                         "(set planning.embedding_dim for the experiment's encoder)")
     largest_local = max((rows(p) for p in local.values()), default=0)
     indexes = []
-    for enc, side, view in cfg.embedding_sets():
-        if side != "pool":
+    for s in sets:
+        if s["side"] != "pool":
             continue
+        per_row = (s["dim"] or 0) * 4 + cfg.planning.id_bytes
         for pool, n, largest in (("local", local_rows, largest_local),
                                  ("union", union_rows, union_rows)):
             if pool in cfg.pools:
-                indexes.append({"encoder": enc, "view": view, "pool": pool, "rows": n,
-                                "vector_bytes": n * (dim or 0) * 4,
+                indexes.append({"encoder": s["encoder"], "view": s["view"], "pool": pool,
+                                "rows": n, "vector_bytes": n * (s["dim"] or 0) * 4,
                                 "id_bytes": n * cfg.planning.id_bytes,
                                 "bytes": n * per_row, "largest_index_bytes": largest * per_row})
     out.index = {"kind": "flat float32", "local_rows": local_rows, "union_rows": union_rows,

@@ -62,10 +62,12 @@ def render_plan(p: Plan, console: Any = None) -> None:
     console.print(t)
 
     t = Table(title=f"Embeddings ({p.embedding['encoder']}, dim {p.embedding['dim']})")
-    for col in ("encoder", "side", "view", "rows"):
-        t.add_column(col, justify="right" if col == "rows" else "left")
+    for col in ("encoder", "side", "view", "rows", "dim", "items/s", "GPU-hours"):
+        t.add_column(col, justify="left" if col in ("encoder", "side", "view") else "right")
     for s in p.embedding["sets"]:
-        t.add_row(s["encoder"], s["side"], s["view"], _n(s["rows"]))
+        t.add_row(s["encoder"], s["side"], s["view"], _n(s["rows"]),
+                  str(s["dim"]) if s["dim"] else "?", _n(s["items_per_s"]),
+                  _h(s["gpu_hours"]))
     console.print(t)
 
     t = Table(title="Flat float32 indexes (vectors + ids)")
@@ -88,7 +90,8 @@ def render_plan(p: Plan, console: Any = None) -> None:
 
     thr = cfg["planning"]["throughput"]
     t = Table(title=f"GPU-hours (per GPU: {_n(thr['vlm_output_tokens_per_s'])} VLM tokens/s, "
-                    f"{_n(thr['embed_items_per_s'])} embeddings/s, "
+                    f"{_n(thr['embed_items_per_s'])} embeddings/s "
+                    f"({_n(thr['mllm_embed_items_per_s'])} MLLM), "
                     f"{_n(thr['train_samples_per_s'])} training samples/s)")
     t.add_column("stage")
     t.add_column("GPU-hours", justify="right")

@@ -235,7 +235,7 @@ class _Runner:
         for c in self.cfg.conditions:
             key = self.cfg.training_key(c)
             encoder = None if c.retriever == "bm25" else (
-                str(encoders[key]) if key else self.cfg.encoder)
+                c.model or (str(encoders[key]) if key else self.cfg.encoder))
             rcfg = load_config(RunConfig, None, {**self.cfg.retrieval, "encoder": encoder,
                                                  "retriever": c.retriever,
                                                  "pools": self.cfg.pools,
@@ -298,8 +298,12 @@ class _Runner:
 def _system(cfg: ExperimentConfig, c: ConditionConfig) -> str:
     """One line for the report: retriever, encoder and the views searched."""
     enc = cfg.encoder_key(c)
-    head = c.retriever if enc is None else (
-        f"{c.retriever}, {'pretrained' if enc == 'pretrained' else 'trained ' + enc}")
+    if enc is None:
+        head = c.retriever
+    elif c.model is not None:
+        head = f"{c.retriever}, pretrained {c.model}"
+    else:
+        head = f"{c.retriever}, {'pretrained' if enc == 'pretrained' else 'trained ' + enc}"
     return (f"{head}; queries {cfg.view_name(c, c.queries)}, "
             f"corpus {cfg.view_name(c, c.corpus)}")
 

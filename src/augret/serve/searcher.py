@@ -65,6 +65,16 @@ class _Prepared:
                 else format_string(self.rewritten))
         return body or None
 
+    def dense_item(self, separate_instruction: bool) -> Any:
+        """The encoder input, as :func:`augret.encode.inputs.query_item` builds it offline:
+        the instruction prefixed to the text (CLIP_SF), or beside it (MLLM embedders)."""
+        from augret.encode import Item
+
+        if separate_instruction:
+            text = self.rewritten.strip() if self.rewritten else ""
+            return Item(text or None, self.image, instruction=self.prompt or None)
+        return Item(self.dense_text(), self.image)
+
 
 def pick_index(path: str | Path, pool: str | None = None) -> Path:
     """The index directory to serve from ``path`` (an index directory or a root of them).
@@ -102,6 +112,10 @@ def _embedding_meta(meta: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
+#: MLLM spec fields that shape a query's input, restored from the index's record.
+_MLLM_INPUT_KEYS = ("min_image_tokens", "max_image_tokens", "max_text_tokens", "padding_side")
+
+
 def load_index_encoder(meta: dict[str, Any], *, name: str | None = None, device: str = "auto",
                        precision: str = "auto") -> Any:
     """The encoder that embedded a dense index, as its ``meta.json`` records it.
@@ -126,6 +140,11 @@ def load_index_encoder(meta: dict[str, Any], *, name: str | None = None, device:
     if not isinstance(name, str) or not name:
         raise ConfigError("the index's meta.json names no encoder; pass one (--encoder)")
     cfg = _embedding_meta(meta).get("config") or {}
+    backbone = recorded.get("backbone") if isinstance(recorded, dict) else None
+    if isinstance(backbone, dict) and backbone.get("kind") == "mllm" and name == recorded_name:
+        # the budgets the index was embedded with (they may differ from the name's defaults)
+        options = {k: backbone[k] for k in _MLLM_INPUT_KEYS if k in backbone}
+        return load_encoder(name, device=device, precision=precision, **options)
     return load_encoder(name, device=device, precision=precision, backbone=cfg.get("backbone"),
                         context_length=cfg.get("context_length"))
 
@@ -305,14 +324,12 @@ class Searcher:
 
     def embed(self, queries: Sequence[AdhocQuery | _Prepared], *, batch_size: int = 32
               ) -> np.ndarray:
-        """The dense query vectors (float32, not normalised), as the index's embedder makes
-        them for the same text, image and instruction."""
-        from augret.encode import Item
-
+        """The dense query vectors (float32; MLLM embedders' L2-normalised), as the index's
+        embedder makes them for the same text, image and instruction."""
         if self.encoder is None:
             raise ConfigError("this Searcher has no dense index and no encoder")
         prepared = [q if isinstance(q, _Prepared) else self.prepare(q) for q in queries]
-        items = [Item(p.dense_text(), p.image) for p in prepared]
+        items = [p.dense_item(self.encoder.separate_instruction) for p in prepared]
         with self._lock:
             return self.encoder.encode_queries(items, batch_size=batch_size)
 
