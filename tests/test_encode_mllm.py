@@ -178,3 +178,11 @@ def test_deterministic_and_clear_errors(tiny) -> None:
         load_encoder("tiny", device="cpu", max_image_tokens=4)
     with pytest.raises(ConfigError, match="bad MLLM option"):
         load_encoder(TINY_MLLM, device="cpu", pooling="mean")
+
+
+def test_training_an_mllm_encoder_is_refused_clearly(tmp_path) -> None:
+    from augret.train import TrainConfig, train
+
+    with pytest.raises(ConfigError, match="'tiny-mllm' is an MLLM embedder: augret train"):
+        train(TrainConfig(encoder=TINY_MLLM, output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()

@@ -201,3 +201,27 @@ def test_registered_names_resolve_exactly_and_fail_clearly_offline() -> None:
     assert resolve_mllm("lamra") is None and resolve_mllm("qwen3-vl-embedding") is None
     with pytest.raises(AugretError, match="could not fetch model 'Qwen/Qwen3-VL-Embedding-2B'"):
         load_encoder("qwen3-vl-embedding-2b", device="cpu")
+
+
+def test_checkpoint_directory_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    ck.mkdir()
+
+    def meta(**kw) -> None:
+        base = {"format": "augret-encoder", "version": 1, "architecture": "mllm",
+                "mllm": {"kind": "mllm", "model": TINY_MLLM}, "weights": "adapter"}
+        (ck / "encoder.json").write_text(json.dumps({**base, **kw}))
+
+    meta()
+    with pytest.raises(DataNotFoundError, match=r"ck/adapter: missing \(encoder.json says"):
+        load_encoder(str(ck), device="cpu")
+    meta(weights="full")
+    with pytest.raises(DataFormatError, match=r"encoder\.json field 'weights'"):
+        load_encoder(str(ck), device="cpu")
+    meta(mllm=None)
+    with pytest.raises(DataFormatError, match=r"encoder\.json field 'mllm'"):
+        load_encoder(str(ck), device="cpu")
+    (ck / "adapter").mkdir()
+    meta()
+    with pytest.raises(DataNotFoundError, match=r"adapter/adapter_config\.json: missing"):
+        load_encoder(str(ck), device="cpu")

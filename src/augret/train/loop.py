@@ -147,8 +147,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         DataNotFoundError: Missing data, or a bad example with ``on_bad_example: error``.
     """
     torch = require("torch", "train")
-    from augret.encode.registry import load_encoder
+    from augret.encode.registry import load_encoder, resolve_mllm
 
+    if resolve_mllm(cfg.encoder) is not None:
+        raise ConfigError(f"{cfg.encoder!r} is an MLLM embedder: augret train trains CLIP_SF "
+                          "encoders only so far (MLLM embedders embed and evaluate zero-shot)")
     ctx = setup(cfg.device)
     try:
         return _train(cfg, ctx, torch, load_encoder)
