@@ -98,3 +98,23 @@ def test_query_cli(run: Path, capsys) -> None:
                  "--task", "mscoco_task0", "--k", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.strip()
+
+
+def test_index_and_search_commands_on_mllm_embeddings(run: Path, sample_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """``augret index build`` + ``augret search`` on the MLLM embedding directories give the
+    pipeline's rankings."""
+    from augret.evaluate.rundir import evaluate_run_dir
+
+    idx, runs = tmp_path / "idx", tmp_path / "runs"
+    assert main(["index", "build", str(run / "embeddings" / "pools"), "--out", str(idx),
+                 "--no-progress"]) == 0
+    meta = json.loads((idx / "union" / "meta.json").read_text())
+    assert meta["encoder"]["name"] == "tiny-mllm" and meta["dimension"] == 32
+    assert main(["search", str(run / "embeddings" / "queries"), "--index", str(idx), "--out",
+                 str(runs)]) == 0
+    ours = evaluate_run_dir(sample_dir, runs)
+    pipeline = evaluate_run_dir(sample_dir, run / "runs" / "dense")
+    assert set(ours) == set(pipeline) and len(ours) == 6
+    for key, res in ours.items():
+        assert res.metrics == pipeline[key].metrics, key
