@@ -35,8 +35,8 @@ from augret.encode.mllm.spec import TINY_MLLM, MLLMSpec
 from augret.encode.mllm.styles import FAMILIES, Family, get_style
 from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
 
-__all__ = ["build_mllm", "file_fingerprints", "merge_adapter", "model_class",
-           "resolve_device", "resolve_precision"]
+__all__ = ["attention_implementation", "build_mllm", "file_fingerprints", "merge_adapter",
+           "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,6 @@ _IGNORED_KEYS = ("lm_head.",)  # the generation head plays no part in embedding
 
 
 # ---- devices and dtypes ------------------------------------------------------------------------
-def resolve_device(device: str | None) -> Any:
-    """``auto``/``None`` → CUDA when available, else CPU."""
-    torch = require("torch", "train")
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def resolve_precision(device: Any, precision: str) -> str:
     """``auto`` → ``bf16`` on CUDA (``fp16`` where bf16 is unsupported), ``fp32`` on CPU.
 
@@ -148,12 +140,6 @@ def file_fingerprints(*dirs: Path | None) -> list[dict[str, Any]]:
                 out.append({"file": str(p.resolve()), "size": st.st_size,
                             "mtime_ns": st.st_mtime_ns})
     return out
-
-
-def model_class(family: str) -> Any:
-    """The transformers base model class of a family (``Qwen2VLModel``...)."""
-    tf = require("transformers", "train")
-    return getattr(tf, _MODEL_CLASSES[family])
 
 
 def _family(model_type: Any, where: Path) -> Family:
@@ -307,6 +293,7 @@ def build_mllm(name: str, spec: MLLMSpec, *, device: str | None = "auto",
         ConfigError: Bad options.
         DataNotFoundError, DataFormatError: Missing or wrong checkpoint files (named).
     """
+    from augret.encode.clip_sf import resolve_device
     from augret.encode.mllm.encoder import MLLMEncoder
     from augret.encode.mllm.model import MLLMEmbedder
     from augret.encode.mllm.processor import MLLMProcessor
