@@ -12,7 +12,7 @@ What each layout is and how it loads (tested with tiny checkpoints of the same l
 * a peft LoRA adapter (``adapter_config.json`` + ``adapter_model.safetensors`` or ``.bin``;
   VLM2Vec-V2.0, augret's own checkpoints) merged onto its base: adapter keys are mapped from
   whichever layout they were saved in to the base model's module paths, every LoRA weight must
-  find its module, and the merged model is what embeds.
+  find its module, and the merged model is what embeds (:mod:`augret.encode.mllm.adapters`).
 * ``tiny-mllm``: built in memory (:mod:`augret.encode.mllm.tiny`).
 
 Hub ids are fetched with ``huggingface_hub`` (weights, configs, tokenizer files only; no
@@ -22,31 +22,27 @@ of :mod:`augret.encode.mllm.styles` and :mod:`augret.encode.mllm.model` are thei
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from augret._lazy import require
+from augret.encode.mllm.adapters import merge_adapter
+from augret.encode.mllm.sources import file_fingerprints, local_dir, quiet_transformers
 from augret.encode.mllm.spec import TINY_MLLM, MLLMSpec
 from augret.encode.mllm.styles import FAMILIES, Family, get_style
-from augret.errors import AugretError, ConfigError, DataFormatError, DataNotFoundError
+from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 
-__all__ = ["attention_implementation", "build_mllm", "file_fingerprints", "merge_adapter",
-           "resolve_precision"]
+__all__ = ["attention_implementation", "build_mllm", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _MODEL_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
-_ADAPTER_PATTERNS = [ADAPTER_CONFIG, *ADAPTER_WEIGHTS]
 _MODEL_CLASSES = {"qwen2_vl": "Qwen2VLModel", "qwen2_5_vl": "Qwen2_5_VLModel",
                   "qwen3_vl": "Qwen3VLModel"}
 # Checkpoints are read through the generation class, whose key mapping covers both layouts
@@ -91,57 +87,6 @@ def attention_implementation(device: Any, precision: str, requested: str = "auto
     return "sdpa"
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """transformers' own load reports and progress bars off (augret reports problems)."""
-    tf_logging = require("transformers.utils.logging", "train")
-    level = tf_logging.get_verbosity()
-    bars = tf_logging.is_progress_bar_enabled()
-    tf_logging.set_verbosity_error()
-    tf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tf_logging.set_verbosity(level)
-        if bars:
-            tf_logging.enable_progress_bar()
-
-
-# ---- sources -----------------------------------------------------------------------------------
-def _local_dir(source: str, revision: str | None, patterns: list[str], what: str) -> Path:
-    """A local directory for ``source``: itself when it is one, else a hub snapshot."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise DataFormatError(f"{what}: not a directory", path=path)
-    if source.startswith(("/", "./", "../", "~")) or source.count("/") != 1:
-        raise DataNotFoundError(f"{what} {source!r}: no such directory (and not a hub id "
-                                "owner/name)")
-    hub = require("huggingface_hub", "train")
-    try:
-        return Path(hub.snapshot_download(source, revision=revision, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown repo, gated, network: one clear message
-        raise AugretError(f"could not fetch {what} {source!r} from the Hugging Face Hub "
-                          f"({type(exc).__name__}: {exc}); download it and pass the local "
-                          "directory") from None
-
-
-def file_fingerprints(*dirs: Path | None) -> list[dict[str, Any]]:
-    """Size and mtime of the weight and config files of local directories (config hashes:
-    a retrained checkpoint at the same path changes them)."""
-    out = []
-    for d in dirs:
-        if d is None or not d.is_dir():
-            continue
-        for p in sorted(d.iterdir()):
-            if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"):
-                st = p.stat()
-                out.append({"file": str(p.resolve()), "size": st.st_size,
-                            "mtime_ns": st.st_mtime_ns})
-    return out
-
-
 def _family(model_type: Any, where: Path) -> Family:
     if model_type not in FAMILIES:
         raise DataFormatError(f"model_type is {model_type!r}; an MLLM embedder needs one of "
@@ -170,7 +115,7 @@ def _load_merged(local: Path, dtype: Any, attn: str) -> tuple[Any, Family]:
     cls = getattr(tf, _LOAD_CLASSES[family.name])
     name = _MODEL_CLASSES[family.name]
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             full, info = cls.from_pretrained(local, config=config, dtype=dtype,
                                              attn_implementation=attn,
                                              output_loading_info=True)
@@ -189,90 +134,6 @@ def _load_merged(local: Path, dtype: Any, attn: str) -> tuple[Any, Family]:
         log.warning("%s: %d weight(s) not used by %s (e.g. %s)", local, len(extra), name,
                     sorted(extra)[:3])
     return full.model.eval(), family
-
-
-# ---- adapters ----------------------------------------------------------------------------------
-_TEXT_ROOTS = ("layers.", "embed_tokens.", "norm.", "rotary_emb.")
-
-
-def _base_module_path(key: str) -> str | None:
-    """A saved adapter key's module path relative to the base ``Qwen*VLModel`` (``None``:
-    a key of the generation head, which embedding does not use)."""
-    for prefix in ("base_model.model.",):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-    if key.startswith(_IGNORED_KEYS):
-        return None
-    if key.startswith("model.language_model."):
-        return "language_model." + key[len("model.language_model."):]
-    if key.startswith("model.visual."):
-        return "visual." + key[len("model.visual."):]
-    if key.startswith("model.") and key[len("model."):].startswith(_TEXT_ROOTS):
-        return "language_model." + key[len("model."):]  # the layout before transformers 4.52
-    return key
-
-
-def _read_adapter_weights(path: Path) -> dict[str, Any]:
-    torch = require("torch", "train")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # safetensors and torch raise several types on corrupt files
-        raise DataFormatError(f"unreadable adapter weights: {exc}", path=path) from None
-
-
-def merge_adapter(model: Any, adapter: str | Path, *, revision: str | None = None) -> Any:
-    """Merge a peft LoRA adapter onto a base ``Qwen*VLModel``; returns the merged model.
-
-    Args:
-        model: The base model.
-        adapter: The adapter directory or hub id.
-        revision: Hub revision.
-
-    Raises:
-        DataNotFoundError: ``adapter_config.json`` or the adapter weights are missing.
-        DataFormatError: Unreadable files, a non-LoRA adapter, or weights that match no
-            module of the base model (or modules it targets with no weights).
-    """
-    peft = require("peft", "train")
-    local = _local_dir(str(adapter), revision, _ADAPTER_PATTERNS, "adapter")
-    cfg_file = local / ADAPTER_CONFIG
-    if not cfg_file.is_file():
-        raise DataNotFoundError(f"{cfg_file}: missing (not a peft adapter directory)")
-    weights = next((local / f for f in ADAPTER_WEIGHTS if (local / f).is_file()), None)
-    if weights is None:
-        raise DataNotFoundError(f"{local}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
-    try:
-        config = peft.PeftConfig.from_pretrained(local)
-    except (OSError, ValueError, TypeError) as exc:
-        raise DataFormatError(f"unreadable adapter config: {exc}", path=cfg_file) from None
-    if str(getattr(config, "peft_type", "")).split(".")[-1] != "LORA":
-        raise DataFormatError(f"peft_type is {config.peft_type!r}; only LoRA adapters merge",
-                              path=cfg_file)
-    config.inference_mode = True
-    state: dict[str, Any] = {}
-    for key, value in _read_adapter_weights(weights).items():
-        path = _base_module_path(key)
-        if path is not None:
-            state["base_model.model." + path] = value
-    try:
-        wrapped = peft.get_peft_model(model, config)
-    except ValueError as exc:  # e.g. target modules not found
-        raise DataFormatError(f"the adapter does not fit the base model: {exc}",
-                              path=cfg_file) from None
-    result = peft.set_peft_model_state_dict(wrapped, state)
-    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-    if unexpected:
-        raise DataFormatError(f"{len(unexpected)} adapter weight(s) match no module of the "
-                              f"base model, e.g. {sorted(unexpected)[:3]}", path=weights)
-    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
-    if missing:
-        raise DataFormatError(f"{len(missing)} adapted module weight(s) are not in the file, "
-                              f"e.g. {sorted(missing)[:3]}", path=weights)
-    return wrapped.merge_and_unload().eval()
 
 
 # ---- the whole encoder -------------------------------------------------------------------------
@@ -314,13 +175,13 @@ def build_mllm(name: str, spec: MLLMSpec, *, device: str | None = "auto",
         base.config._attn_implementation = attn
         family = FAMILIES["qwen2_vl"]
     else:
-        local = _local_dir(spec.model, spec.revision, _MODEL_PATTERNS, "model")
+        local = local_dir(spec.model, spec.revision, _MODEL_PATTERNS, "model")
         base, family = _load_merged(local, dtype, attn)
         dirs.append(local)
-        proc_dir = local if spec.processor in (None, spec.model) else _local_dir(
+        proc_dir = local if spec.processor in (None, spec.model) else local_dir(
             spec.processor, None, _MODEL_PATTERNS, "processor")
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 tokenizer = tf.AutoTokenizer.from_pretrained(proc_dir)
                 image_processor = tf.AutoImageProcessor.from_pretrained(proc_dir)
         except (OSError, ValueError, KeyError, TypeError) as exc:
