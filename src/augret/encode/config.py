@@ -25,8 +25,10 @@ class EmbedConfig:
 
     encoder: str = option("clip_sf-vit-l-14",
                           help="Registered encoder name (clip_sf-vit-l-14, clip_sf-vit-b-32, "
-                               "tiny, ...), open_clip:MODEL[:TAG], hf:ID_OR_PATH, a UniIR "
-                               ".pth or an augret checkpoint / training output directory.")
+                               "tiny, qwen3-vl-embedding-2b, lamra-ret, gme-qwen2-vl-7b, "
+                               "vlm2vec-v2.0, tiny-mllm, ...), open_clip:MODEL[:TAG], "
+                               "hf:ID_OR_PATH, mllm:[STYLE:]ID_OR_PATH, a UniIR .pth or an "
+                               "augret checkpoint / training output directory.")
     backbone: str | None = option(None, help="open_clip architecture of a UniIR .pth "
                                              "(default: inferred from its shapes).")
     split: str = option("test", help="Query split (test, val...).")
@@ -51,10 +53,13 @@ class EmbedConfig:
     device: str = option("auto", hash=False,
                          help="auto, cpu, cuda, cuda:1... (ray engine: auto is cuda when "
                               "ray.gpus_per_worker > 0, else cpu).")
-    precision: _Precision = option("auto", help="auto (fp16 autocast on CUDA, as UniIR; fp32 "
+    precision: _Precision = option("auto", help="auto (CUDA: fp16 autocast for CLIP_SF, as "
+                                                "UniIR, bf16 weights for MLLM embedders; fp32 "
                                                 "on CPU), fp32, fp16 or bf16.")
     context_length: int | None = option(None, help="Text context length (default: the "
-                                                   "model's, 77 for CLIP).")
+                                                   "model's, 77 for CLIP; MLLM embedders: text "
+                                                   "tokens kept per item, default the "
+                                                   "registry entry's).")
     on_missing_image: Literal["skip", "error", "drop"] = option(
         "skip", help="A row whose image is missing or unreadable: skip (recorded in "
                      "skipped.jsonl), error, or drop the image (embed the text).")
