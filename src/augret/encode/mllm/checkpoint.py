@@ -20,11 +20,10 @@ merged checkpoint. Training writes the rest of its checkpoint (optimizer, RNG...
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from augret.data.jsonl import atomic_writer
+from augret.data.jsonl import read_json, write_json
 from augret.encode.mllm.spec import MLLMSpec
 from augret.errors import DataFormatError, DataNotFoundError
 
@@ -39,15 +38,10 @@ FORMAT = "augret-encoder"
 
 def _read_meta(root: Path) -> dict[str, Any]:
     meta_file = root / ENCODER_FILE
-    if not meta_file.is_file():
-        raise DataNotFoundError(f"{root}: not an augret encoder directory (no {ENCODER_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"unreadable: {exc}", path=meta_file) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else None
-        raise DataFormatError(f"format is {got!r}, expected {FORMAT!r}", path=meta_file)
+    meta = read_json(meta_file, what="an augret encoder directory")
+    if meta.get("format") != FORMAT:
+        raise DataFormatError(f"format is {meta.get('format')!r}, expected {FORMAT!r}",
+                              path=meta_file)
     return meta
 
 
@@ -128,6 +122,5 @@ def save_mllm_dir(out_dir: str | Path, model: Any, spec: MLLMSpec, *, source: st
     meta = {"format": FORMAT, "version": 1, "architecture": "mllm", "source": source,
             "mllm": base.to_dict(), "weights": "adapter" if adapter else "merged",
             **(info or {})}
-    with atomic_writer(out / ENCODER_FILE) as f:
-        f.write(json.dumps(meta, indent=2) + "\n")
+    write_json(out / ENCODER_FILE, meta)
     return out

@@ -23,12 +23,12 @@ of :mod:`augret.encode.mllm.styles` and :mod:`augret.encode.mllm.model` are thei
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from augret._lazy import require
+from augret.data.jsonl import read_json
 from augret.encode.mllm.adapters import merge_adapter
 from augret.encode.mllm.sources import file_fingerprints, local_dir, quiet_transformers
 from augret.encode.mllm.spec import TINY_MLLM, MLLMSpec
@@ -103,11 +103,7 @@ def _load_merged(local: Path, dtype: Any, attn: str) -> tuple[Any, Family]:
     if not any((local / f).is_file() for f in WEIGHT_FILES):
         raise DataNotFoundError(f"{local}: no weights ({' or '.join(WEIGHT_FILES)})")
     cfg_file = local / CONFIG_FILE
-    try:
-        raw = json.loads(cfg_file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"unreadable: {exc}", path=cfg_file) from None
-    family = _family(raw.get("model_type") if isinstance(raw, dict) else None, local)
+    family = _family(read_json(cfg_file).get("model_type"), local)
     try:
         config = tf.AutoConfig.from_pretrained(local)
     except Exception as exc:  # transformers and huggingface_hub raise many validation types
