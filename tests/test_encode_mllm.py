@@ -186,3 +186,17 @@ def test_training_an_mllm_encoder_is_refused_clearly(tmp_path) -> None:
     with pytest.raises(ConfigError, match="'tiny-mllm' is an MLLM embedder: augret train"):
         train(TrainConfig(encoder=TINY_MLLM, output_dir=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
+
+
+def test_tiny_mllm_does_not_import_the_enhancement_package() -> None:
+    """encode knows nothing of the enhancement VLM: tiny-mllm builds its processor from the
+    shared augret.tiny_qwen, the same tokenizer as the tiny VLM presets."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from augret.encode import load_encoder; "
+            "load_encoder('tiny-mllm', device='cpu'); "
+            "print(sorted(m for m in sys.modules if m.startswith('augret.enhance')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert res.stdout.strip() == "[]", res.stdout

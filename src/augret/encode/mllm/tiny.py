@@ -3,8 +3,9 @@
 The real Qwen2-VL architecture of transformers at a toy size (hidden size 32, 3 layers, 4
 heads with 2 KV heads, a depth-2 vision tower of width 32, patch 14, spatial merge 2,
 M-RoPE sections [2, 1, 1], as transformers' own Qwen2-VL tests), with a processor built
-entirely locally (the byte-level BPE tokenizer and Qwen image processor of augret's tiny
-presets). Nothing is downloaded and the same weights come out of every build (fixed seed).
+entirely locally (:func:`augret.tiny_qwen.build_qwen_processor`: the byte-level BPE tokenizer
+and Qwen image processor that augret's tiny models share). Nothing is downloaded and the
+same weights come out of every build (fixed seed).
 
 **Its vectors are meaningless**: it exists so that embedding, indexing, search, serving and
 the experiment can run end to end on a CPU in seconds, and so that tests exercise the real
@@ -65,9 +66,9 @@ def build_tiny_mllm() -> tuple[Any, Any]:
     """
     torch = require("torch", "train")
     tf = require("transformers", "train")
-    from augret.enhance.tiny import build_tiny_processor
+    from augret.tiny_qwen import build_qwen_processor
 
-    processor = build_tiny_processor("tiny-qwen2-vl")
+    processor = build_qwen_processor("qwen2_vl")
     config = tiny_config(processor.tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_MLLM_SEED)

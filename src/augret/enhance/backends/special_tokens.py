@@ -9,25 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from augret.tiny_qwen import SPECIAL_TOKENS as QWEN_CHAT_TOKENS
+
 __all__ = ["QWEN_CHAT_TOKENS", "QWEN_SPECIAL_TOKENS", "strip_special_tokens"]
 
-#: Qwen's chat and vision special tokens, in Qwen's id order (Qwen2-VL to Qwen3-VL).
-QWEN_CHAT_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
 #: Every special token of Qwen's tokenizers (chat, vision and code-infill tokens).
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     *QWEN_CHAT_TOKENS,
