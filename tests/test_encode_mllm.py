@@ -180,14 +180,6 @@ def test_deterministic_and_clear_errors(tiny) -> None:
         load_encoder(TINY_MLLM, device="cpu", pooling="mean")
 
 
-def test_training_an_mllm_encoder_is_refused_clearly(tmp_path) -> None:
-    from augret.train import TrainConfig, train
-
-    with pytest.raises(ConfigError, match="'tiny-mllm' is an MLLM embedder: augret train"):
-        train(TrainConfig(encoder=TINY_MLLM, output_dir=str(tmp_path / "out")))
-    assert not (tmp_path / "out").exists()
-
-
 def test_tiny_mllm_does_not_import_the_enhancement_package() -> None:
     """encode knows nothing of the enhancement VLM: tiny-mllm builds its processor from the
     shared augret.tiny_qwen, the same tokenizer as the tiny VLM presets."""

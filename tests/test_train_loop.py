@@ -21,6 +21,7 @@ from augret.encode import EmbedConfig, embed_dir, load_encoder  # noqa: E402
 from augret.errors import ConfigError, DataNotFoundError  # noqa: E402
 from augret.train import TrainConfig, train  # noqa: E402
 from augret.train.data import EpochBatches, TrainData  # noqa: E402
+from helpers.mbeir_runs import write_enhanced_train_copy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "configs" / "train-tiny.yaml"
@@ -52,9 +53,9 @@ def test_resume_reproduces_the_loss_curve(sample_dir: Path, tmp_path: Path) -> N
     ckpt = part / "checkpoints"
     assert (ckpt / "latest").read_text().strip() == "step_0000006"
     assert sorted(p.name for p in (ckpt / "step_0000006").iterdir()) == [
-        "encoder.json", "model.pt", "rng_rank0.pt", "trainer.pt"]
+        "config.yaml", "encoder.json", "model.pt", "rng_rank0.pt", "trainer.pt"]
     trainer = torch.load(ckpt / "step_0000006" / "trainer.pt", weights_only=True)
-    assert set(trainer) == {"optimizer", "scheduler", "scaler", "position"}
+    assert set(trainer) == {"optimizer", "scheduler", "scaler", "logit_scale", "position"}
     assert trainer["position"]["step"] == 6
     # the trained weights load as an encoder, from the run directory or the checkpoint
     a_vec = load_encoder(str(part), device="cpu").model.clip_model.visual.proj
@@ -73,12 +74,13 @@ def test_training_learns_the_shapes_task(sample_dir: Path, tmp_path: Path) -> No
                **{"val.file": "query/test/mbeir_mscoco_task0_test.jsonl", "val.every": 70,
                   "val.pool": "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl"})
     from augret.train.loop import _build_check
+    from augret.train.model import build_train_model
     from augret.train.validate import run_check
 
-    enc = load_encoder("tiny", device="cpu")
-    check = _build_check(cfg, TrainData(cfg.data, enc.processor, cfg.seed))
-    before = run_check(enc.model, enc.processor, check, device=enc.device,
-                       autocast=lambda: torch.autocast("cpu", enabled=False))
+    model = build_train_model(cfg, torch.device("cpu"))
+    check = _build_check(cfg, TrainData(cfg.data, model.processor, cfg.seed), model)
+    before = run_check(model.module, model.processor, check, device=model.device,
+                       autocast=model.autocast)
     train(cfg)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
@@ -91,23 +93,8 @@ def test_training_learns_the_shapes_task(sample_dir: Path, tmp_path: Path) -> No
     assert {"step", "loss", "lr", "logit_scale", "samples_per_s"} <= set(rows[0])
 
 
-def _enhanced_copy(sample_dir: Path, dst: Path) -> Path:
-    """An enhanced-layout copy of the train split: new texts, originals in *_raw."""
-    for rel, key in (("query/union_train/mbeir_union_up_train.jsonl", "query_txt"),
-                     ("cand_pool/global/mbeir_union_train_cand_pool.jsonl", "txt")):
-        rows = [json.loads(x) for x in (sample_dir / rel).read_text().splitlines()]
-        for r in rows:
-            r[f"{key}_raw"] = r[key]
-            r[key] = f"ENHANCED {r[key] or 'caption'}"
-        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dst / rel).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shutil.copytree(sample_dir / "instructions", dst / "instructions")
-    (dst / "augret.json").write_text(json.dumps({"image_root": str(sample_dir)}))
-    return dst
-
-
 def test_views_positives_and_instructions_are_seeded(sample_dir: Path, tmp_path: Path) -> None:
-    enh = _enhanced_copy(sample_dir, tmp_path / "enh")
+    enh = write_enhanced_train_copy(sample_dir, tmp_path / "enh")
     enc = load_encoder("tiny", device="cpu")
     cfg = _cfg(sample_dir, tmp_path / "x", **{"data.enhanced_dir": str(enh)}).data
     raw = TrainData(cfg, enc.processor, seed=1)
@@ -138,7 +125,7 @@ def test_hard_negatives_train(sample_dir: Path, tmp_path: Path) -> None:
     data = TrainData(cfg.data, enc.processor, cfg.seed)
     with_negs = [i for i in range(len(data)) if data.example((i, 0)).neg_ids][:8]
     assert with_negs  # the nights-like queries carry a dataset negative
-    batch, info = data.collate([data.example((i, 0)) for i in with_negs])
+    (batch,), info = data.collate([data.example((i, 0)) for i in with_negs])
     assert len(batch) == 3 * len(with_negs) and bool(info.neg_valid.all())
     summary = train(cfg)
     assert summary["step"] == 2 and np.isfinite(summary["loss"])

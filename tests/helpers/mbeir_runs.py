@@ -1,4 +1,5 @@
-"""Synthetic run directories and enhanced copies of the shapes sample, for report/viewer tests.
+"""Synthetic run directories and enhanced copies of the shapes sample (report, viewer and
+training tests).
 
 Runs are deterministic: a query's positive is ranked first when a seeded draw falls below
 the task's hit rate, otherwise it is left out of the top k. So two conditions with clearly
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -85,3 +87,19 @@ def write_enhanced_copy(data_dir: Path, out_dir: Path) -> Path:
     (out_dir / "augret.json").write_text(json.dumps(
         {"image_root": str(d.image_root.resolve()), "source": str(d.root.resolve())}), "utf-8")
     return out_dir
+
+
+def write_enhanced_train_copy(sample_dir: Path, dst: Path) -> Path:
+    """An enhanced-layout copy of the train split: ``ENHANCED ...`` texts, originals in
+    ``*_raw``, images read from the source tree."""
+    for rel, key in (("query/union_train/mbeir_union_up_train.jsonl", "query_txt"),
+                     ("cand_pool/global/mbeir_union_train_cand_pool.jsonl", "txt")):
+        rows = [json.loads(x) for x in (sample_dir / rel).read_text().splitlines()]
+        for r in rows:
+            r[f"{key}_raw"] = r[key]
+            r[key] = f"ENHANCED {r[key] or 'caption'}"
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dst / rel).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copytree(sample_dir / "instructions", dst / "instructions")
+    (dst / "augret.json").write_text(json.dumps({"image_root": str(sample_dir)}))
+    return dst

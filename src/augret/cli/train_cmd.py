@@ -1,4 +1,4 @@
-"""``augret train``: contrastive training of a CLIP_SF retriever."""
+"""``augret train``: contrastive training of a retriever (CLIP_SF or an MLLM embedder)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from augret.cli.options import ConfigArgs, config_command, flag
     flag("--no-progress", key="progress", value=False, help="No progress bar.")))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(config: ConfigArgs, as_json: bool) -> None:
-    """Train CLIP_SF as CONFIG.yaml (or --config) says; --set and flags override the file,
-    unknown keys are errors.
+    """Train a retriever as CONFIG.yaml (or --config) says; --set and flags override the
+    file, unknown keys are errors. The encoder's family decides what trains: every weight of
+    a CLIP_SF encoder, or LoRA adapters on an MLLM embedder (encoder: tiny-mllm, mllm:...).
 
     Multi-GPU / multi-process: `torchrun --nproc_per_node N -m augret train CONFIG.yaml`
     (multi-node, restarts: docs/scaling.md).

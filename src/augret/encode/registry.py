@@ -73,8 +73,21 @@ RANDOM_INIT = ("tiny", "tiny-mllm")
 
 
 def is_random_init(name: str) -> bool:
-    """Whether ``name`` is a registered random-init test encoder (exact name)."""
-    return name in RANDOM_INIT
+    """Whether ``name`` is a registered random-init test encoder (exact name), or a
+    checkpoint trained from one (its ``encoder.json`` names it as source or MLLM base)."""
+    if name in RANDOM_INIT:
+        return True
+    path = Path(name)
+    if not path.is_dir():
+        return False
+    ckpt = path if is_encoder_dir(path) else _latest_checkpoint(path)
+    if ckpt is None:
+        return False
+    from augret.data.jsonl import read_json_or_none
+
+    meta = read_json_or_none(ckpt / "encoder.json") or {}
+    base = meta.get("mllm") if isinstance(meta.get("mllm"), dict) else {}
+    return meta.get("source") in RANDOM_INIT or base.get("model") in RANDOM_INIT
 
 
 def resolve_mllm(name: str) -> MLLMSpec | None:

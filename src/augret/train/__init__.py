@@ -1,8 +1,11 @@
-"""Contrastive training of CLIP_SF retrievers on raw, enhanced or mixed M-BEIR data.
+"""Contrastive training of retrievers on raw, enhanced or mixed M-BEIR data.
 
-UniIR's recipe by default (in-batch query→candidate loss with CLIP's learnable logit scale,
-candidates gathered across ranks, AdamW 1e-5 with its weight-decay groups, cosine schedule,
-AMP), one code path from one process to ``torchrun`` with N ranks, exact resumption.
+Two encoder families, one loop: CLIP_SF with UniIR's recipe by default (in-batch
+query→candidate loss with CLIP's learnable logit scale, candidates gathered across ranks,
+AdamW 1e-5 with its weight-decay groups, cosine schedule, AMP), and MLLM embedders with
+LamRA-Ret's (LoRA on the language model, fixed temperature 0.05, bf16, GradCache for large
+batches; ``configs/train-lamra-qwen2vl-2b.yaml``). One code path from one process to
+``torchrun`` with N ranks, exact resumption.
 
 Example::
 
@@ -24,11 +27,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from augret.train.config import DataConfig, OptimConfig, TrainConfig, ValConfig
+from augret.train.config import (
+    DataConfig,
+    GradCacheConfig,
+    LoraConfig,
+    OptimConfig,
+    TrainConfig,
+    ValConfig,
+)
 from augret.train.launch import TrainingFailed, run_torchrun, torchrun_command, torchrun_env
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "TrainingFailed", "ValConfig",
-           "run_torchrun", "torchrun_command", "torchrun_env", "train"]
+__all__ = ["DataConfig", "GradCacheConfig", "LoraConfig", "OptimConfig", "TrainConfig",
+           "TrainingFailed", "ValConfig", "run_torchrun", "torchrun_command", "torchrun_env",
+           "train"]
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 ``OUT/checkpoints/step_<NNNNNNN>/`` holds
 
-* ``model.pt`` + ``encoder.json``: an augret encoder directory (``model.pt`` has UniIR's
-  ``{"model": CLIPScoreFusion state dict}`` layout), usable as ``--encoder`` directly;
-* ``trainer.pt``: optimizer, scheduler and GradScaler states, and the loop position
-  (``step``, ``epoch``, ``batch_in_epoch``, ``world``);
+* the trained encoder as its family writes it (:meth:`~augret.train.model.TrainModel.save`),
+  usable as ``--encoder`` directly: CLIP_SF ``model.pt`` (UniIR's ``{"model":
+  CLIPScoreFusion state dict}`` layout) + ``encoder.json``; MLLM embedders ``adapter/`` +
+  ``encoder.json`` (:mod:`augret.encode.mllm.checkpoint`);
+* ``config.yaml``: the resolved training config;
+* ``trainer.pt``: optimizer, scheduler and GradScaler states, the log logit scale, and the
+  loop position (``step``, ``epoch``, ``batch_in_epoch``, ``world``);
 * ``rng_rank<R>.pt``: Python, NumPy, torch (and CUDA) generator states of each rank.
 
 A checkpoint is written into ``step_<N>.tmp`` and renamed once every rank has written, so a
@@ -23,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from augret._lazy import require
+from augret.config import write_resolved
 from augret.data.jsonl import atomic_writer
-from augret.encode.checkpoint import save_encoder_dir
 from augret.errors import DataNotFoundError
 
 __all__ = ["latest_checkpoint", "load_rng", "load_trainer", "save_checkpoint"]
@@ -69,10 +72,21 @@ def _save(obj: Any, path: Path) -> None:
         torch.save(obj, f)
 
 
-def save_checkpoint(out_dir: Path, step: int, *, ctx: Any, model: Any, spec: Any,
-                    processor: Any, encoder_name: str, optimizer: Any, scheduler: Any,
-                    scaler: Any, position: dict[str, Any], keep_last: int) -> Path:
-    """Write a checkpoint of every rank's state (collective: every rank must call it)."""
+def save_checkpoint(out_dir: Path, step: int, *, ctx: Any, model: Any, config: Any,
+                    optimizer: Any, scheduler: Any, scaler: Any, position: dict[str, Any],
+                    keep_last: int) -> Path:
+    """Write a checkpoint of every rank's state (collective: every rank must call it).
+
+    Args:
+        out_dir: The training output directory.
+        step: The optimizer step.
+        ctx: The :class:`~augret.train.dist.DistContext`.
+        model: The :class:`~augret.train.model.TrainModel`.
+        config: The resolved training config.
+        optimizer, scheduler, scaler: Their states go into ``trainer.pt``.
+        position: The loop position.
+        keep_last: Complete checkpoints to keep.
+    """
     root = out_dir / "checkpoints"
     final = root / f"step_{step:07d}"
     tmp = root / f"step_{step:07d}.tmp"
@@ -82,11 +96,12 @@ def save_checkpoint(out_dir: Path, step: int, *, ctx: Any, model: Any, spec: Any
     ctx.barrier()
     _save(_rng_state(), tmp / f"rng_rank{ctx.rank}.pt")
     if ctx.is_main:
-        save_encoder_dir(tmp, model, spec, name=encoder_name, processor=processor,
-                         info={"step": step})
+        model.save(tmp, info={"step": step})
+        write_resolved(config, tmp)
         _save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "scaler": scaler.state_dict(), "position": {**position, "world": ctx.world}},
-              tmp / TRAINER_FILE)
+               "scaler": scaler.state_dict(),
+               "logit_scale": model.logit_scale.detach().float().cpu(),
+               "position": {**position, "world": ctx.world}}, tmp / TRAINER_FILE)
     ctx.barrier()
     if ctx.is_main:
         shutil.rmtree(final, ignore_errors=True)

@@ -8,6 +8,10 @@ by byte offset and candidates through :class:`~augret.data.lookup.PoolLookup`, s
 
 The order is ``DistributedSampler(shuffle=True, seed)`` per epoch (as UniIR) cut into
 micro-batches with ``drop_last``; a resumed run starts at the next micro-batch of its epoch.
+
+The data path is the encoder's processor (``prepare`` in the workers, ``collate``), so the
+same examples feed every encoder family; a micro-batch is collated as one model batch, or as
+GradCache chunks (queries and candidates cut into chunks of their own sizes).
 """
 
 from __future__ import annotations
@@ -28,14 +32,18 @@ from augret.data.mbeir import MBEIRDir
 from augret.data.records import Candidate, Query
 from augret.data.text import format_string
 from augret.encode.base import Item
-from augret.encode.batch import Batch, Prepared, collate, prepare
+from augret.encode.batch import Prepared
 from augret.encode.inputs import candidate_item, query_item
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.train.config import DataConfig
 
-__all__ = ["BatchInfo", "EpochBatches", "TrainData", "TrainExample", "open_train_data"]
+__all__ = ["BatchInfo", "EpochBatches", "TrainData", "TrainExample", "chunk_bounds",
+           "open_train_data"]
 
 log = logging.getLogger(__name__)
+
+# What stands in for a skipped example's rows (masked out of the loss).
+_PLACEHOLDER = Prepared("skipped", None)
 
 
 class LineIndex:
@@ -94,7 +102,8 @@ class BatchInfo:
 
     Attributes:
         size: Queries in the batch (``B``); rows ``[0, B)`` are queries, ``[B, 2B)`` their
-            positives, then ``B * k`` hard negatives (query-major).
+            positives, then ``B * k`` hard negatives (query-major), across the chunks in
+            order.
         valid: ``[B]`` bool tensor, False for skipped examples.
         neg_valid: ``[B, k]`` bool tensor.
         problems: ``(qid, reason)`` of the examples left out.
@@ -130,14 +139,21 @@ class TrainData:
 
     Args:
         cfg: The data config.
-        processor: The encoder's processor (images and tokens).
+        processor: The encoder's processor: ``prepare(item, key)`` and ``collate(rows)``.
         seed: The run seed.
+        separate_instruction: Query instructions go in ``Item.instruction`` (MLLM
+            embedders) instead of being prefixed to the text.
+        chunks: GradCache chunk sizes ``(queries, candidates)``; ``None``: one model batch.
     """
 
-    def __init__(self, cfg: DataConfig, processor: Any, seed: int) -> None:
+    def __init__(self, cfg: DataConfig, processor: Any, seed: int, *,
+                 separate_instruction: bool = False,
+                 chunks: tuple[int, int] | None = None) -> None:
         self.cfg = cfg
         self.processor = processor
         self.seed = seed
+        self.separate = separate_instruction
+        self.chunks = chunks
         if cfg.view in ("enhanced", "mix"):
             if cfg.enhanced_dir is None:
                 raise ConfigError(f"data.view {cfg.view!r} needs data.enhanced_dir")
@@ -205,15 +221,18 @@ class TrainData:
             return self._bad(index, q.qid, view, f"positive {pos_id} is not in the train pool")
         prompt = self._prompt(q, self.lookup.modality(pos_id), rng)
         q_text = q.text if view == "enhanced" else q.raw_text
-        qp = prepare(query_item(q, self.base, prompt, text=q_text), self.processor)
-        pp = prepare(self._cand(pos_id, view), self.processor)
+        prepare = self.processor.prepare
+        qp = prepare(query_item(q, self.base, prompt, text=q_text, separate=self.separate))
+        pp = prepare(self._cand(pos_id, view))
         negs, neg_ids = [], []
         if cfg.hard_negatives:
-            pool = [d for d in q.neg_cand_list if d in self.lookup]
+            # a negative listed among the query's positives is a false negative: never drawn
+            positives = set(q.pos_cand_list)
+            pool = [d for d in q.neg_cand_list if d in self.lookup and d not in positives]
             if pool:
                 neg_ids = (rng.sample(pool, cfg.hard_negatives) if len(pool) >= cfg.hard_negatives
                            else pool)
-                negs = [prepare(self._cand(d, view), self.processor) for d in neg_ids]
+                negs = [prepare(self._cand(d, view)) for d in neg_ids]
         ex = TrainExample(index, q.qid, qp, pp, pos_id, negs, neg_ids, view)
         ex.problem = _problem(qp, "query") or _problem(pp, f"positive {pos_id}")
         for n, d in zip(negs, neg_ids, strict=True):
@@ -225,8 +244,9 @@ class TrainData:
         empty = Prepared("", None)
         return TrainExample(index, qid, empty, empty, "", view=view, problem=reason)
 
-    def collate(self, examples: list[TrainExample]) -> tuple[Batch, BatchInfo]:
-        """The model batch and loss info of a list of examples (runs in the workers)."""
+    def collate(self, examples: list[TrainExample]) -> tuple[list[Any], BatchInfo]:
+        """The model batch(es) and loss info of a list of examples (runs in the workers):
+        one batch of every row, or the GradCache chunks (:func:`chunk_bounds`)."""
         torch = _torch()
         k = self.cfg.hard_negatives
         b = len(examples)
@@ -240,7 +260,7 @@ class TrainData:
             if ex.problem is not None:
                 valid[i] = False
                 problems.append((ex.qid, ex.problem))
-        placeholder = Prepared("", None)
+        placeholder = _PLACEHOLDER
         for ex in examples:
             rows.append(placeholder if ex.problem else ex.query)
         for ex in examples:
@@ -251,10 +271,23 @@ class TrainData:
                 ok = n is not None and n.error is None and ex.problem is None
                 neg_valid[i, j] = ok
                 rows.append(n if ok else placeholder)
-        batch = collate(rows, self.processor)
-        info = BatchInfo(b, valid, neg_valid, problems, views,
-                         sum(batch.truncated[: 2 * b]))
-        return batch, info
+        chunks = [self.processor.collate(rows[lo:hi])
+                  for lo, hi in chunk_bounds(b, k, self.chunks)]
+        truncated = [t for c in chunks for t in c.truncated]
+        info = BatchInfo(b, valid, neg_valid, problems, views, sum(truncated[: 2 * b]))
+        return chunks, info
+
+
+def chunk_bounds(b: int, k: int, chunks: tuple[int, int] | None) -> list[tuple[int, int]]:
+    """Row ranges of a micro-batch of ``b`` queries with ``k`` hard negatives each: one range
+    of every row, or (GradCache, ``chunks = (queries, candidates)``) the queries in chunks of
+    the first size, then the candidates (positives and negatives) in chunks of the second."""
+    n = b * (2 + k)
+    if chunks is None:
+        return [(0, n)]
+    qc, cc = chunks
+    out = [(lo, min(lo + qc, b)) for lo in range(0, b, qc)]
+    return out + [(lo, min(lo + cc, n)) for lo in range(b, n, cc)]
 
 
 def _problem(p: Prepared, what: str) -> str | None:
@@ -321,16 +354,20 @@ class EpochBatches:
         return [[(i, epoch) for i in idx[j * bs:(j + 1) * bs]] for j in range(start, stop)]
 
 
-def open_train_data(cfg: DataConfig, processor: Any, seed: int) -> TrainData:
+def open_train_data(cfg: DataConfig, processor: Any, seed: int, **kw: Any) -> TrainData:
     """Open the training set (see :class:`TrainData`)."""
-    return TrainData(cfg, processor, seed)
+    return TrainData(cfg, processor, seed, **kw)
 
 
 def make_loader(data: TrainData, batches: list[list[tuple[int, int]]], workers: int,
                 pin_memory: bool = False) -> Any:
-    """A data loader over given micro-batches (workers decode images and tokenise)."""
+    """A data loader over given micro-batches (workers decode images and tokenise).
+
+    Its own generator seeds the workers, so starting it does not draw from the global one:
+    a resumed run's dropout masks are those of the uninterrupted run (examples are keyed by
+    seed, epoch and index, not by worker seeds)."""
     torch = _torch()
     return torch.utils.data.DataLoader(
         _Examples(data), batch_sampler=batches, num_workers=workers,
         collate_fn=data.collate, pin_memory=pin_memory,
-        persistent_workers=False)
+        persistent_workers=False, generator=torch.Generator().manual_seed(data.seed))

@@ -1,9 +1,10 @@
-"""The training loop: CLIP_SF in-batch contrastive training, UniIR's recipe, 1 to N ranks.
+"""The training loop: in-batch contrastive training of any encoder family, 1 to N ranks.
 
-Read top to bottom: set up ranks and seeds, build the model from the starting encoder, the
-data, AdamW with UniIR's parameter groups, the cosine schedule and the GradScaler; resume if
-asked; then for each optimizer step accumulate ``grad_accum`` micro-batches (DDP syncs only
-on the last), step, log, check and save.
+Read top to bottom: set up ranks and seeds, build the model of the starting encoder's family
+(:class:`~augret.train.model.TrainModel`: CLIP_SF, or an MLLM embedder with LoRA), the data,
+AdamW with UniIR's parameter groups, the cosine schedule and the GradScaler; resume if asked;
+then for each optimizer step run ``grad_accum`` micro-steps (one forward and backward, or
+GradCache's chunked ones; DDP syncs only on the last), step, log, check and save.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from augret.train.config import TrainConfig
 from augret.train.data import BatchInfo, EpochBatches, TrainData, make_loader
 from augret.train.dist import DistContext, setup, teardown
 from augret.train.loss import contrastive_loss
+from augret.train.model import TrainModel, build_train_model
 
 __all__ = ["build_optimizer", "train"]
 
@@ -44,7 +47,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"  # what train() returned; written by rank 0 at the end
 # Keys that may differ between a run and its resumption.
 RUNTIME_KEYS = ("max_steps", "resume", "progress", "log_every", "save_every", "keep_last",
-                "device", "output_dir", "val")
+                "device", "output_dir", "val", "grad_cache", "write_merged")
 
 
 def build_optimizer(model: Any, cfg: Any) -> Any:
@@ -81,18 +84,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _amp(cfg: TrainConfig, device: Any) -> tuple[str, Any]:
-    from augret.encode.clip_sf import autocast_for
-
-    mode = cfg.amp
-    if mode == "auto":
-        mode = "fp16" if device.type == "cuda" else "off"
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError("amp fp16 needs a CUDA device; use amp: bf16 or off on CPU")
-    precision = {"off": "fp32", "fp16": "fp16", "bf16": "bf16"}[mode]
-    return mode, lambda: autocast_for(device, precision)
 
 
 class _Metrics:
@@ -137,24 +128,20 @@ def _record_skips(out: Path, ctx: DistContext, step: int, info: BatchInfo) -> No
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train CLIP_SF as configured; returns a summary (final step, loss, paths).
+    """Train as configured; returns a summary (final step, loss, paths).
 
-    Run under ``torchrun --nproc_per_node N`` for N ranks; the same call works alone. A worker
-    group that ``torchrun --max_restarts`` restarted continues from the latest checkpoint.
+    The starting encoder's family decides what trains: every weight of a CLIP_SF encoder, or
+    LoRA adapters on an MLLM embedder's language model. Run under ``torchrun
+    --nproc_per_node N`` for N ranks; the same call works alone. A worker group that
+    ``torchrun --max_restarts`` restarted continues from the latest checkpoint.
 
     Raises:
         ConfigError: Bad or inconsistent config (e.g. ``resume`` with changed settings).
         DataNotFoundError: Missing data, or a bad example with ``on_bad_example: error``.
     """
-    torch = require("torch", "train")
-    from augret.encode.registry import load_encoder, resolve_mllm
-
-    if resolve_mllm(cfg.encoder) is not None:
-        raise ConfigError(f"{cfg.encoder!r} is an MLLM embedder: augret train trains CLIP_SF "
-                          "encoders only so far (MLLM embedders embed and evaluate zero-shot)")
     ctx = setup(cfg.device)
     try:
-        return _train(cfg, ctx, torch, load_encoder)
+        return _train(cfg, ctx)
     finally:
         teardown(ctx)
 
@@ -167,7 +154,10 @@ def _elastic_restart() -> int:
         return 0
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) -> dict[str, Any]:
+def _train(cfg: TrainConfig, ctx: DistContext) -> dict[str, Any]:
+    torch = require("torch", "train")
+    from augret.train.step import full_batch_step, grad_cache_step
+
     out = Path(cfg.output_dir)
     restart = _elastic_restart()
     # an elastic restart re-runs the original command line: continue from the latest
@@ -179,24 +169,24 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
         _check_resume_config(out, cfg)
         if not cfg.resume:
             log.info("torchrun restart %d: continuing from %s", restart, ckpt)
+    # model: the starting encoder's family (same init on every rank)
+    model = build_train_model(cfg, ctx.device)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_resolved(cfg, out)
         (out / SUMMARY_FILE).unlink(missing_ok=True)
     ctx.barrier()
-
-    # model: the starting encoder (pretrained or checkpoint); same init on every rank
-    encoder = load_encoder(cfg.encoder, device="cpu", precision="fp32")
-    model, spec, processor = encoder.model, encoder.spec, encoder.processor
-    model.to(ctx.device).train()
     _seed_all(cfg.seed + ctx.rank)  # UniIR: seed + rank
 
     # the pool's offset cache: rank 0 builds it, then the first rank of each other node (a
     # node-local cache is built there, a shared one read), then the rest read it
+    gc = cfg.grad_cache
     turn = 0 if ctx.is_main else (1 if ctx.local_rank == 0 else 2)
     for phase in range(3):
         if phase == turn:
-            data = TrainData(cfg.data, processor, cfg.seed)
+            data = TrainData(cfg.data, model.processor, cfg.seed,
+                             separate_instruction=model.separate_instruction,
+                             chunks=(gc.query_chunk, gc.candidate_chunk) if gc.enabled else None)
         if phase < 2:
             ctx.barrier()
     order = EpochBatches(len(data), cfg.batch_size, rank=ctx.rank, world=ctx.world,
@@ -209,38 +199,22 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
     total = cfg.optim.total_steps or steps_per_epoch * cfg.epochs
     max_steps = min(cfg.max_steps or total, steps_per_epoch * cfg.epochs)
 
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model.module, cfg.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_factor(cfg.optim.schedule, cfg.optim.warmup_steps, total))
-    amp_mode, autocast = _amp(cfg, ctx.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_mode == "fp16")
+        optimizer, _lr_factor(cfg.optim.schedule, cfg.optim.warmup(total), total))
+    scaler = torch.amp.GradScaler("cuda", enabled=model.precision == "fp16")
     step, epoch, batch_in_epoch = 0, 0, 0
     if ckpt is not None:
-        from augret.encode.checkpoint import read_encoder_dir
-        from augret.encode.registry import load_backbone_weights
+        step, epoch, batch_in_epoch = _resume(ckpt, ctx, model, optimizer, scheduler, scaler)
 
-        _, sd, _ = read_encoder_dir(ckpt)
-        load_backbone_weights(model.clip_model, sd, source=str(ckpt))
-        tr = load_trainer(ckpt)
-        optimizer.load_state_dict(tr["optimizer"])
-        scheduler.load_state_dict(tr["scheduler"])
-        scaler.load_state_dict(tr["scaler"])
-        pos = tr["position"]
-        step, epoch, batch_in_epoch = pos["step"], pos["epoch"], pos["batch_in_epoch"]
-        if pos.get("world") != ctx.world:
-            log.warning("resuming with %d rank(s), the checkpoint had %s: the data order "
-                        "changes", ctx.world, pos.get("world"))
-        if not load_rng(ckpt, ctx.rank):
-            log.warning("%s has no RNG state for rank %d", ckpt, ctx.rank)
-        log.info("resumed from %s (step %d)", ckpt, step)
-
-    ddp = model
+    ddp = model.module
     if ctx.world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            model.module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    no_sync = ddp.no_sync if ctx.world > 1 else nullcontext
+    micro_step = grad_cache_step if gc.enabled else full_batch_step
     metrics = _Metrics(out / METRICS_FILE, ctx.is_main, step if ckpt is not None else None)
-    check = _build_check(cfg, data) if ctx.is_main and cfg.val.file else None
-    k = cfg.data.hard_negatives
+    check = _build_check(cfg, data, model) if ctx.is_main and cfg.val.file else None
     bar = _progress(cfg, ctx, max_steps, step)
     last: dict[str, Any] = {}
     t_log, n_log = time.perf_counter(), 0
@@ -250,33 +224,24 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
                              pin_memory=ctx.device.type == "cuda")
         it = iter(loader)
         while step < max_steps and batch_in_epoch < micro_per_epoch:
-            # one optimizer step = grad_accum micro-batches
+            # one optimizer step = grad_accum micro-steps
             loss_sum = acc_sum = 0.0
             for micro in range(cfg.grad_accum):
-                batch, info = next(it)
+                chunks, info = next(it)
                 if info.problems:
                     _bad_examples(cfg, info)
                     _record_skips(out, ctx, step, info)
-                batch = batch.to(ctx.device)
-                last_micro = micro == cfg.grad_accum - 1
-                # DDP averages gradients on the last micro-batch only
-                with ddp.no_sync() if ctx.world > 1 and not last_micro else nullcontext():
-                    with autocast():
-                        emb = ddp(batch.text, batch.image, batch.txt_mask, batch.img_mask)
-                        b = info.size
-                        negs = emb[2 * b:].reshape(b, k, -1) if k else None
-                        loss, acc, n_valid = contrastive_loss(
-                            emb[:b], emb[b:2 * b], model.logit_scale,
-                            valid=info.valid.to(ctx.device), negatives=negs,
-                            neg_valid=info.neg_valid.to(ctx.device), rank=ctx.rank,
-                            world=ctx.world, gather=cfg.gather, symmetric=cfg.symmetric_loss)
-                    scaler.scale(loss / cfg.grad_accum).backward()
-                loss_sum += _global_mean(loss.detach(), ctx)
-                acc_sum += float(acc)
-                n_log += int(n_valid)
+                res = micro_step(
+                    ddp, chunks, partial(_loss, info=info, cfg=cfg, ctx=ctx), device=ctx.device,
+                    autocast=model.autocast,
+                    backward=lambda loss: scaler.scale(loss / cfg.grad_accum).backward(),
+                    sync=micro == cfg.grad_accum - 1, no_sync=no_sync)
+                loss_sum += _global_mean(res.loss, ctx)
+                acc_sum += float(res.accuracy)
+                n_log += int(res.n_valid)
             if cfg.max_grad_norm:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(model.module.parameters(), cfg.max_grad_norm)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -296,36 +261,72 @@ def _train(cfg: TrainConfig, ctx: DistContext, torch: Any, load_encoder: Any) ->
                 bar.update(bar.task_ids[0], completed=step,
                            description=f"loss {last['loss']:.4f}")
             if check is not None and (step % cfg.val.every == 0 or step == max_steps):
-                res = _run_check(model, processor, check, ctx, autocast, cfg)
-                metrics.write({"step": step, **{f"val_{k2}": v for k2, v in res.items()}})
+                res_val = _run_check(model, check, cfg)
+                metrics.write({"step": step, **{f"val_{k}": v for k, v in res_val.items()}})
             if step % cfg.save_every == 0 or step == max_steps:
                 position = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch}
                 if batch_in_epoch >= micro_per_epoch:
                     position.update(epoch=epoch + 1, batch_in_epoch=0)
-                save_checkpoint(out, step, ctx=ctx, model=model, spec=spec, processor=processor,
-                                encoder_name=cfg.encoder, optimizer=optimizer,
-                                scheduler=scheduler, scaler=scaler, position=position,
-                                keep_last=cfg.keep_last)
+                save_checkpoint(out, step, ctx=ctx, model=model, config=cfg,
+                                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                position=position, keep_last=cfg.keep_last)
         del it, loader
         if batch_in_epoch >= micro_per_epoch:
             epoch, batch_in_epoch = epoch + 1, 0
     if bar is not None:
         bar.stop()
-    final = None
+    final = merged = None
     if ctx.is_main:
-        from augret.encode.checkpoint import save_encoder_dir
-
-        final = save_encoder_dir(out / "final", model, spec, name=cfg.encoder,
-                                 processor=processor, info={"step": step})
+        final = model.save(out / "final", info={"step": step})
+        if cfg.write_merged:
+            merged = model.save_merged(out / "merged", info={"step": step})
     summary = {"step": step, "epoch": epoch, "loss": last.get("loss"), "output_dir": str(out),
                "final": str(final) if final else str(out / "final"),
                "steps_per_epoch": steps_per_epoch, "total_steps": total,
-               "world": ctx.world}
+               "world": ctx.world, "family": model.family}
+    if cfg.write_merged:
+        summary["merged"] = str(merged) if merged else str(out / "merged")
     if ctx.is_main:
         with atomic_writer(out / SUMMARY_FILE) as f:
             f.write(json.dumps(summary, indent=2) + "\n")
     ctx.barrier()
     return summary
+
+
+def _loss(emb: Any, logit_scale: Any, *, info: BatchInfo, cfg: TrainConfig,
+          ctx: DistContext) -> tuple[Any, Any, Any]:
+    """The contrastive loss of a micro-batch's embeddings (rows: queries, positives, hard
+    negatives)."""
+    b, k = info.size, cfg.data.hard_negatives
+    dev = emb.device
+    return contrastive_loss(
+        emb[:b], emb[b:2 * b], logit_scale, valid=info.valid.to(dev),
+        negatives=emb[2 * b:].reshape(b, k, -1) if k else None,
+        neg_valid=info.neg_valid.to(dev), rank=ctx.rank, world=ctx.world, gather=cfg.gather,
+        symmetric=cfg.symmetric_loss, neg_max_sim=cfg.hard_negative_max_sim)
+
+
+def _resume(ckpt: Path, ctx: DistContext, model: TrainModel, optimizer: Any, scheduler: Any,
+            scaler: Any) -> tuple[int, int, int]:
+    """Restore a checkpoint's weights, optimizer, schedule, scaler, temperature and RNG;
+    returns the loop position ``(step, epoch, batch_in_epoch)``."""
+    torch = require("torch", "train")
+    model.load(ckpt)
+    tr = load_trainer(ckpt)
+    optimizer.load_state_dict(tr["optimizer"])
+    scheduler.load_state_dict(tr["scheduler"])
+    scaler.load_state_dict(tr["scaler"])
+    if "logit_scale" in tr:
+        with torch.no_grad():
+            model.logit_scale.copy_(tr["logit_scale"])
+    pos = tr["position"]
+    if pos.get("world") != ctx.world:
+        log.warning("resuming with %d rank(s), the checkpoint had %s: the data order "
+                    "changes", ctx.world, pos.get("world"))
+    if not load_rng(ckpt, ctx.rank):
+        log.warning("%s has no RNG state for rank %d", ckpt, ctx.rank)
+    log.info("resumed from %s (step %d)", ckpt, pos["step"])
+    return pos["step"], pos["epoch"], pos["batch_in_epoch"]
 
 
 def _global_mean(x: Any, ctx: DistContext) -> float:
@@ -347,7 +348,7 @@ def _bad_examples(cfg: TrainConfig, info: BatchInfo) -> None:
         log.warning("a whole batch was skipped (first: %s: %s)", *info.problems[0])
 
 
-def _build_check(cfg: TrainConfig, data: TrainData) -> Any:
+def _build_check(cfg: TrainConfig, data: TrainData, model: TrainModel) -> Any:
     from augret.train.data import _resolve
     from augret.train.validate import build_check
 
@@ -356,15 +357,15 @@ def _build_check(cfg: TrainConfig, data: TrainData) -> Any:
         if cfg.val.pool else data.pool_files
     view = "enhanced" if cfg.data.view in ("enhanced", "mix") else "raw"
     return build_check(data.base, qfile, pools, size=cfg.val.size,
-                       max_candidates=cfg.val.max_candidates, view=view)
+                       max_candidates=cfg.val.max_candidates, view=view,
+                       separate_instruction=model.separate_instruction)
 
 
-def _run_check(model: Any, processor: Any, check: Any, ctx: DistContext, autocast: Any,
-               cfg: TrainConfig) -> dict[str, Any]:
+def _run_check(model: TrainModel, check: Any, cfg: TrainConfig) -> dict[str, Any]:
     from augret.train.validate import run_check
 
-    return run_check(model, processor, check, device=ctx.device, autocast=autocast,
-                     batch_size=cfg.val.batch_size)
+    return run_check(model.module, model.processor, check, device=model.device,
+                     autocast=model.autocast, batch_size=cfg.val.batch_size)
 
 
 def _progress(cfg: TrainConfig, ctx: DistContext, total: int, start: int) -> Any:

@@ -1,4 +1,4 @@
-"""UniIR's in-batch contrastive loss for CLIP_SF, with candidates gathered across ranks.
+"""UniIR's in-batch contrastive loss (InfoNCE), with candidates gathered across ranks.
 
 ``score = normalize(q) @ normalize(p_all).T * exp(logit_scale)`` and cross-entropy towards
 each query's own positive (``arange(B) + rank * B``); ``p_all`` is the all-gather of every
@@ -6,10 +6,13 @@ rank's positives *with gradients* (``torch.distributed.nn.functional.all_gather`
 loss of ``N`` ranks with batch ``B`` equals that of one process with batch ``N * B``. The
 per-rank loss is scaled so that DDP's gradient average gives the gradient of the global mean.
 
-Options beyond UniIR's default: the symmetric loss (adds candidate→query); hard negatives,
-gathered like the positives and appended to the candidate set of every query (UniIR's variant
-scores each query against its own negatives and a few in-batch positives); skipped examples,
-whose rows are masked out on both sides.
+The same loss trains every encoder family (LamRA-Ret's query→candidate InfoNCE is this one
+with a fixed temperature). Options beyond UniIR's default: the symmetric loss (adds
+candidate→query); hard negatives, gathered like the positives and appended to the candidate
+set of every query (UniIR's variant scores each query against its own negatives and a few
+in-batch positives), with an optional false-negative filter (a hard negative more similar to
+a query than ``neg_max_sim`` is left out of that query's candidates); skipped examples, whose
+rows are masked out on both sides.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from typing import Any
 
 from augret._lazy import require
 
-__all__ = ["contrastive_loss"]
+__all__ = ["at_least_fp32", "contrastive_loss"]
+
+
+def at_least_fp32(x: Any) -> Any:
+    """``x`` in float32, or float64 when it is (half precision is promoted, nothing lowered)."""
+    torch = require("torch", "train")
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _gather(x: Any, world: int, grad: bool) -> Any:
@@ -41,7 +50,8 @@ def _gather(x: Any, world: int, grad: bool) -> Any:
 
 def contrastive_loss(q: Any, p: Any, logit_scale: Any, *, valid: Any, negatives: Any = None,
                      neg_valid: Any = None, rank: int = 0, world: int = 1, gather: bool = True,
-                     symmetric: bool = False) -> tuple[Any, Any, Any]:
+                     symmetric: bool = False, neg_max_sim: float | None = None
+                     ) -> tuple[Any, Any, Any]:
     """In-batch contrastive loss of one rank.
 
     Args:
@@ -55,6 +65,8 @@ def contrastive_loss(q: Any, p: Any, logit_scale: Any, *, valid: Any, negatives:
         world: Number of ranks.
         gather: Gather candidates across ranks (otherwise each rank uses its own batch).
         symmetric: Average with the candidate→query loss.
+        neg_max_sim: False-negative filter: hard negatives whose cosine similarity to a query
+            is above this are masked out of that query's row.
 
     Returns:
         ``(loss, accuracy, n_valid)``: the loss to backpropagate (scaled so the mean over
@@ -66,21 +78,27 @@ def contrastive_loss(q: Any, p: Any, logit_scale: Any, *, valid: Any, negatives:
     b = q.shape[0]
     world_eff = world if gather else 1
     rank_eff = rank if gather else 0
-    q = F.normalize(q.float(), dim=-1)
-    p = F.normalize(p.float(), dim=-1)
+    q = F.normalize(at_least_fp32(q), dim=-1)
+    p = F.normalize(at_least_fp32(p), dim=-1)
     scale = logit_scale.exp()
     p_all = _gather(p, world_eff, grad=True)
     cand_valid = _gather(valid.to(torch.uint8), world_eff, grad=False).bool()
     logits = scale * q @ p_all.t()
     masks = [cand_valid]
     if negatives is not None and negatives.shape[1] > 0:
-        n = F.normalize(negatives.float(), dim=-1).reshape(-1, q.shape[1])
+        n = F.normalize(at_least_fp32(negatives), dim=-1).reshape(-1, q.shape[1])
         n_all = _gather(n, world_eff, grad=True)
-        logits = torch.cat([logits, scale * q @ n_all.t()], dim=1)
+        sims = q @ n_all.t()
+        logits = torch.cat([logits, scale * sims], dim=1)
         masks.append(_gather(neg_valid.reshape(-1).to(torch.uint8), world_eff,
                              grad=False).bool())
     col_ok = torch.cat(masks)
     logits = logits.masked_fill(~col_ok[None, :], float("-inf"))
+    if neg_max_sim is not None and len(masks) > 1:
+        false_neg = sims.detach() > neg_max_sim  # [B, n_neg]: per query and hard negative
+        blocked = torch.cat([torch.zeros_like(logits[:, :p_all.shape[0]], dtype=torch.bool),
+                             false_neg], dim=1)
+        logits = logits.masked_fill(blocked, float("-inf"))
     targets = torch.arange(b, device=q.device) + rank_eff * b
     ce = F.cross_entropy(logits[valid], targets[valid], reduction="sum")
     correct = (logits[valid].argmax(dim=1) == targets[valid]).sum().float()

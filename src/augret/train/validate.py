@@ -17,7 +17,6 @@ from augret._lazy import require
 from augret.data.lookup import PoolLookup
 from augret.data.mbeir import MBEIRDir, iter_candidates, iter_queries
 from augret.encode.base import Item
-from augret.encode.batch import collate, prepare
 from augret.encode.inputs import candidate_item, positive_modality, query_item, query_prompt
 from augret.errors import DataFormatError
 
@@ -37,8 +36,10 @@ class RetrievalCheck:
 
 
 def build_check(data: MBEIRDir, query_file: Path, pool_files: list[Path], *, size: int,
-                max_candidates: int, view: str = "raw") -> RetrievalCheck:
-    """Read the subset (``view``: which texts of an enhanced directory to use)."""
+                max_candidates: int, view: str = "raw",
+                separate_instruction: bool = False) -> RetrievalCheck:
+    """Read the subset (``view``: which texts of an enhanced directory to use;
+    ``separate_instruction``: instructions in ``Item.instruction``, for MLLM embedders)."""
     table = data.instructions() if data.instructions_file() else None
     queries = []
     for q in iter_queries(query_file):
@@ -62,41 +63,44 @@ def build_check(data: MBEIRDir, query_file: Path, pool_files: list[Path], *, siz
     for q in queries:
         prompt = query_prompt(q, table, "first", cand_modality=positive_modality(q, lookup=lookup))
         text = q.text if view == "enhanced" else q.raw_text
-        q_items.append(query_item(q, data, prompt, text=text))
+        q_items.append(query_item(q, data, prompt, text=text, separate=separate_instruction))
         positives.append({order[d] for d in q.pos_cand_list if d in order})
     c_items = [candidate_item(c, data, text=c.text if view == "enhanced"
                               else c.raw_text) for c in cands.values()]
     return RetrievalCheck(q_items, positives, c_items)
 
 
-def _embed(model: Any, processor: Any, items: list[Item], device: Any, autocast: Any,
-           batch_size: int) -> np.ndarray:
+def _embed(embed: Any, processor: Any, items: list[Item], batch_size: int) -> np.ndarray:
     torch = require("torch", "train")
     out = []
     for start in range(0, len(items), batch_size):
-        rows = [prepare(it, processor, key=start + i)
+        rows = [processor.prepare(it, key=start + i)
                 for i, it in enumerate(items[start:start + batch_size])]
         for r in rows:
             if r.error:
                 raise DataFormatError(f"validation item {r.key}: {r.error}")
-        b = collate(rows, processor).to(device)
-        with torch.no_grad(), autocast():
-            e = model(b.text, b.image, b.txt_mask, b.img_mask)
+        with torch.no_grad():
+            e = embed(processor.collate(rows))
         out.append(torch.nn.functional.normalize(e.float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
-def run_check(model: Any, processor: Any, check: RetrievalCheck, *, device: Any,
+def run_check(module: Any, processor: Any, check: RetrievalCheck, *, device: Any,
               autocast: Any, batch_size: int = 256, ks: tuple[int, ...] = (1, 5, 10)
               ) -> dict[str, float]:
-    """hit@k of the check (the model is put in eval mode and back)."""
-    was_training = model.training
-    model.eval()
+    """hit@k of the check (``module(batch)`` → ``(embeddings, ...)``, as the training loop's
+    :class:`~augret.train.model.TrainModel` module; it is put in eval mode and back)."""
+    def embed(batch: Any) -> Any:
+        with autocast():
+            return module(batch.to(device))[0]
+
+    was_training = module.training
+    module.eval()
     try:
-        q = _embed(model, processor, check.queries, device, autocast, batch_size)
-        c = _embed(model, processor, check.candidates, device, autocast, batch_size)
+        q = _embed(embed, processor, check.queries, batch_size)
+        c = _embed(embed, processor, check.candidates, batch_size)
     finally:
-        model.train(was_training)
+        module.train(was_training)
     scores = q @ c.T
     kmax = min(max(ks), c.shape[0])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :kmax]

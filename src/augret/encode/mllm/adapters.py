@@ -10,6 +10,7 @@ must find its module and every adapted module its weights.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,10 @@ def merge_adapter(model: Any, adapter: str | Path, *, revision: str | None = Non
         if path is not None:
             state["base_model.model." + path] = value
     try:
-        wrapped = peft.get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated is_gradient_checkpointing
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            wrapped = peft.get_peft_model(model, config)
     except ValueError as exc:  # e.g. target modules not found
         raise DataFormatError(f"the adapter does not fit the base model: {exc}",
                               path=cfg_file) from None

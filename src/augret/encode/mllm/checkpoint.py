@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from augret.data.jsonl import read_json, write_json
+from augret.encode.mllm.sources import quiet_transformers
 from augret.encode.mllm.spec import MLLMSpec
 from augret.errors import DataFormatError, DataNotFoundError
 
@@ -111,13 +112,14 @@ def save_mllm_dir(out_dir: str | Path, model: Any, spec: MLLMSpec, *, source: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = callable(getattr(model, "get_base_model", None))
-    if adapter:
-        model.save_pretrained(out / ADAPTER_DIR)
-    else:
-        model.save_pretrained(out / MERGED_DIR)
-        if processor is not None:
-            processor.tokenizer.save_pretrained(out / MERGED_DIR)
-            processor.image_processor.save_pretrained(out / MERGED_DIR)
+    with quiet_transformers():
+        if adapter:
+            model.save_pretrained(out / ADAPTER_DIR)
+        else:
+            model.save_pretrained(out / MERGED_DIR)
+            if processor is not None:
+                processor.tokenizer.save_pretrained(out / MERGED_DIR)
+                processor.image_processor.save_pretrained(out / MERGED_DIR)
     base = spec.with_changes(adapter=None)
     meta = {"format": FORMAT, "version": 1, "architecture": "mllm", "source": source,
             "mllm": base.to_dict(), "weights": "adapter" if adapter else "merged",

@@ -1,8 +1,9 @@
 """The MLLM embedder module: a Qwen-VL base model whose pooled last-token state is the vector.
 
 :class:`MLLMEmbedder` is a plain ``nn.Module``: ``embedder(batch)`` returns L2-normalised
-float32 vectors ``[B, D]`` with gradients when grad mode is on (training, e.g. under LoRA and
-GradCache) and is what the no-grad embedding path runs under ``torch.inference_mode``.
+float32 vectors ``[B, D]`` (float64 for a float64 model) with gradients when grad mode is on
+(training, e.g. under LoRA and GradCache) and is what the no-grad embedding path runs under
+``torch.inference_mode``.
 
 Pooling takes each row's last attended token, found from the attention mask, so it is the same
 token with left or right padding. Positions follow the prompt style: ``mrope`` computes the
@@ -91,4 +92,6 @@ class MLLMEmbedder(nn.Module):
         hidden = out.last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         pooled = hidden[rows, last_token_index(mask)]
-        return nn.functional.normalize(pooled.float(), p=2, dim=-1)
+        if pooled.dtype != torch.float64:  # float64 (gradient tests) stays float64
+            pooled = pooled.float()
+        return nn.functional.normalize(pooled, p=2, dim=-1)
