@@ -59,6 +59,29 @@ def test_hard_negatives_join_the_candidates() -> None:
     torch.testing.assert_close(loss, F.cross_entropy(logits, torch.arange(4)))
 
 
+def test_false_negative_filter_drops_too_similar_hard_negatives() -> None:
+    """A hard negative whose cosine similarity to a query exceeds neg_max_sim leaves that
+    query's candidates (and only that query's)."""
+    q, p = _data(3)
+    negs = torch.randn(3, 1, 8, generator=torch.Generator().manual_seed(5))
+    negs[0, 0] = q[0] * 2 + 0.01  # a near-duplicate of query 0: a false negative for it
+    nv = torch.ones(3, 1, dtype=torch.bool)
+    scale, ones = torch.tensor(1.0), torch.ones(3, dtype=torch.bool)
+    kept, _, _ = contrastive_loss(q, p, scale, valid=ones, negatives=negs, neg_valid=nv)
+    got, _, _ = contrastive_loss(q, p, scale, valid=ones, negatives=negs, neg_valid=nv,
+                                 neg_max_sim=0.9)
+    qn = F.normalize(q, dim=-1)
+    cands = torch.cat([F.normalize(p, dim=-1), F.normalize(negs.reshape(3, 8), dim=-1)])
+    sims = qn @ cands.T
+    assert float(sims[0, 3]) > 0.99 and float(sims[1:, 3:].max()) < 0.9
+    blocked = torch.zeros_like(sims, dtype=torch.bool)
+    blocked[0, 3] = True
+    want = F.cross_entropy((sims * scale.exp()).masked_fill(blocked, float("-inf")),
+                           torch.arange(3))
+    torch.testing.assert_close(got, want)
+    assert float(got) < float(kept)
+
+
 def test_optimizer_groups_follow_uniir() -> None:
     open_clip = pytest.importorskip("open_clip")
     from augret.encode.backbones import TINY_MODEL_CFG

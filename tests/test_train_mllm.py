@@ -265,6 +265,21 @@ def test_data_views_keep_the_image_and_separate_the_instruction(sample_dir: Path
     assert "<|im_start|>system\n" in rendered and "ENHANCED" in rendered
 
 
+def test_a_hard_negative_that_is_a_positive_is_never_drawn(tmp_path: Path) -> None:
+    from helpers.synthetic_pairs import TRAIN_FILE
+
+    data = write_pairs(tmp_path / "pairs")
+    qfile = data / TRAIN_FILE
+    rows = [json.loads(x) for x in qfile.read_text().splitlines()]
+    rows[0]["neg_cand_list"] = [rows[0]["pos_cand_list"][0], "2:7", "2:9"]
+    qfile.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _cfg(data, tmp_path / "x", **{"data.hard_negatives": 2,
+                                         "data.instruction": "none"}).data
+    td = TrainData(cfg, load_encoder(TINY_MLLM, device="cpu").processor, seed=1)
+    for epoch in range(5):
+        assert sorted(td.example((0, epoch)).neg_ids) == ["2:7", "2:9"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
