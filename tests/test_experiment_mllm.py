@@ -1,4 +1,5 @@
-"""An experiment condition that names an MLLM embedder (zero-shot) beside the CLIP_SF one."""
+"""Experiment conditions that name an MLLM embedder, zero-shot and trained with its own
+recipe, beside the CLIP_SF one."""
 
 from __future__ import annotations
 
@@ -45,3 +46,36 @@ def test_mllm_zero_shot_condition_runs_beside_clip(tmp_path: Path) -> None:
     system = results["conditions"]["zero_shot_mllm"]["system"]
     assert system.startswith("dense, pretrained tiny-mllm")
     assert "zero_shot_mllm" in (out / "report.md").read_text()
+
+
+def test_a_condition_trains_an_mllm_embedder_with_its_own_recipe(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text("utf-8"))
+    raw.update(tasks=["mscoco_task0"], pools=["local"], baseline=None)
+    raw["training"]["overrides"] = {"max_steps": 2, "save_every": 2, "log_every": 1,
+                                    "val.file": ""}
+    raw["conditions"] = [
+        {"name": "trained_mllm", "description": "tiny-mllm trained with LoRA",
+         "encoder": "trained", "model": "tiny-mllm",
+         "recipe": "configs/train-mllm-tiny.yaml"},
+    ]
+    config = tmp_path / "mllm.yaml"
+    config.write_text(yaml.safe_dump(raw), "utf-8")
+    cfg = load_config(ExperimentConfig, config)
+    key = "tiny-mllm+train-mllm-tiny_q-raw_c-raw"
+    assert cfg.trainings() == {key: ["trained_mllm"]}
+    out = tmp_path / "out"
+    stages = run_experiment(cfg, out, config_path=ROOT / "configs" / "quickstart.yaml")
+    assert list(stages) == ["data", f"train:{key}", "condition:trained_mllm", "report"]
+    run_dir = out / "train" / key
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["encoder"] == "tiny-mllm" and saved["lora"]["r"] == 8
+    assert saved["max_steps"] == 2  # the experiment's overrides reach every recipe
+    assert json.loads((run_dir / "final" / "encoder.json").read_text())["weights"] == "adapter"
+    emb = json.loads((out / "conditions" / "trained_mllm" / "embeddings" / "pools" /
+                      "meta.json").read_text())
+    assert emb["encoder"]["name"] == str(run_dir / "final")
+    assert emb["encoder"]["architecture"] == "mllm"
+    results = json.loads((out / "results.json").read_text())
+    assert results["conditions"]["trained_mllm"]["system"].startswith(f"dense, trained {key}")
+    again = run_experiment(cfg, out, config_path=ROOT / "configs" / "quickstart.yaml")
+    assert set(again.values()) == {"skipped"}

@@ -29,7 +29,8 @@ def test_paper_config_loads_with_six_conditions():
         "zero_shot", "baseline", "inference_only", "query_enhanced", "corpus_enhanced",
         "fully_enhanced", "fully_enhanced_append", "bm25_raw", "bm25_enhanced",
         "hybrid_enhanced", "zero_shot_qwen3vl_emb_2b", "inference_only_qwen3vl_emb_2b",
-        "zero_shot_lamra_ret", "zero_shot_gme_7b"]
+        "zero_shot_lamra_ret", "zero_shot_gme_7b", "baseline_lamra_qwen2vl_2b",
+        "inference_only_lamra_qwen2vl_2b", "fully_enhanced_lamra_qwen2vl_2b"]
     assert cfg.conditions[:6] == paper_conditions()  # the YAML spells out the defaults
     assert tuple(c.name for c in paper_conditions()) == PAPER_CONDITIONS
     assert cfg.enhance.model == "Qwen/Qwen3-VL-8B-Instruct" and cfg.enhance.backend == "vllm"
@@ -38,12 +39,24 @@ def test_paper_config_loads_with_six_conditions():
     assert cfg.training.recipe == "configs/train-clip_sf-large.yaml"
     assert cfg.embedding_dim() == 768
     # baseline and inference_only share one encoder, hybrid uses fully_enhanced's, append
-    # text needs its own run, bm25 none: five trainings in all
+    # text needs its own run, bm25 none: five CLIP_SF trainings; the LamRA-trained MLLM
+    # conditions two of their own (raw and enhanced)
+    lamra = "mllm-lamra-Qwen-Qwen2-VL-2B-Instruct+train-lamra-qwen2vl-2b"
     assert cfg.trainings() == {
         "q-raw_c-raw": ["baseline", "inference_only"], "q-enhanced_c-raw": ["query_enhanced"],
         "q-raw_c-enhanced": ["corpus_enhanced"],
         "q-enhanced_c-enhanced": ["fully_enhanced", "hybrid_enhanced"],
-        "q-enhanced_c-enhanced_append": ["fully_enhanced_append"]}
+        "q-enhanced_c-enhanced_append": ["fully_enhanced_append"],
+        f"{lamra}_q-raw_c-raw": ["baseline_lamra_qwen2vl_2b",
+                                 "inference_only_lamra_qwen2vl_2b"],
+        f"{lamra}_q-enhanced_c-enhanced": ["fully_enhanced_lamra_qwen2vl_2b"]}
+    trained_mllm = cfg.condition("fully_enhanced_lamra_qwen2vl_2b")
+    key = cfg.encoder_key(trained_mllm)
+    assert key == f"{lamra}_q-enhanced_c-enhanced"
+    assert cfg.encoder_name(key) == "mllm:lamra:Qwen/Qwen2-VL-2B-Instruct"
+    assert cfg.recipe(trained_mllm) == "configs/train-lamra-qwen2vl-2b.yaml"
+    assert cfg.embedding_dim(key) == 1536 and cfg.embed_items_per_s(key) == 100
+    assert cfg.train_samples_per_s(key) == 12 and cfg.train_samples_per_s("q-raw_c-raw") == 250
     # generation is shared by the modes; each mode is its own enhancement output
     assert cfg.enhancements() == [("test", "queries"), ("test", "candidates"),
                                   ("train", "queries"), ("train", "candidates")]
@@ -51,8 +64,9 @@ def test_paper_config_loads_with_six_conditions():
                                     for e in cfg.enhancements()]
     assert cfg.encoder_key(cfg.condition("zero_shot")) == "pretrained"
     assert cfg.encoder_key(cfg.condition("bm25_enhanced")) is None
-    # + the append view's queries and pool, + 4 per MLLM model (raw and enhanced for one)
-    assert len(cfg.embedding_sets()) == 12 + 2 + 8
+    # + the append view's queries and pool, + 4 per MLLM model (raw and enhanced for one),
+    # + 2 per trained MLLM run (the raw run embeds raw and enhanced text)
+    assert len(cfg.embedding_sets()) == 12 + 2 + 8 + 6
     assert ("q-enhanced_c-enhanced_append", "pool", "enhanced-append") in cfg.embedding_sets()
     mllm = cfg.condition("inference_only_qwen3vl_emb_2b")
     assert cfg.encoder_key(mllm) == "pretrained:qwen3-vl-embedding-2b"
@@ -60,7 +74,9 @@ def test_paper_config_loads_with_six_conditions():
     assert cfg.embedding_dim("pretrained:gme-qwen2-vl-7b") == 3584
     assert cfg.embed_items_per_s("pretrained:lamra-ret") == 100
     assert cfg.embed_items_per_s("pretrained") == 1500
-    assert not any(c.trains for c in cfg.conditions if c.model)
+    assert [c.name for c in cfg.conditions if c.model and c.trains] == [
+        "baseline_lamra_qwen2vl_2b", "inference_only_lamra_qwen2vl_2b",
+        "fully_enhanced_lamra_qwen2vl_2b"]
 
 
 def test_resolved_config_round_trips(tmp_path):
@@ -98,11 +114,10 @@ def test_resolved_config_round_trips(tmp_path):
     ({"retrieval": {"encoder": "tiny"}}, "retrieval.encoder is set by the experiment"),
     ({"sample": {"reps": 0}}, "reps must be >= 1"),
     ({"sample": {"size": 3}}, "unknown key"),
-    ({"conditions": [{"name": "a", "model": "lamra-ret"}]},
-     r"own model \('lamra-ret'\) is evaluated as released; set 'encoder: pretrained'"),
-    ({"encoder": "tiny-mllm"}, r"MLLM embedder, which augret train cannot fine-tune yet; "
-                               r"conditions \['baseline'"),
+    ({"conditions": [{"name": "a", "encoder": "pretrained", "recipe": "x.yaml"}]},
+     "a recipe applies to trained conditions"),
     ({"planning.throughput.mllm_embed_items_per_s": -1}, "positive"),
+    ({"planning.throughput.mllm_train_samples_per_s": 0}, "positive"),
 ])
 def test_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -266,7 +281,13 @@ def test_plan_on_sample_dedupes_image_bytes(sample_copy):
     assert cand.missing_images == 0 and before.enhancement["missing_images"] == 0
     assert cand.unique_keys == cand.unique_images == len(_pool_images(sample_copy))
     assert before.training["train_queries"] == 402 and before.training["epochs"] == 20
-    assert before.training["samples"] == 5 * 402 * 20  # five training views
+    # five CLIP_SF training views (20 epochs) and two LamRA-recipe MLLM runs (1 epoch)
+    assert before.training["samples"] == 5 * 402 * 20 + 2 * 402
+    mllm_runs = [r for r in before.training["runs"] if r["encoder"].startswith("mllm:")]
+    assert [r["epochs"] for r in mllm_runs] == [1, 1]
+    assert all(r["gpu_hours"] == pytest.approx(402 / 12 / 3600) for r in mllm_runs)
+    assert before.gpu_hours["training"] == pytest.approx(
+        5 * 402 * 20 / 250 / 3600 + 2 * 402 / 12 / 3600)
     assert before.embedding["pool_rows"] > 0
     assert before.index["indexes"][0]["bytes"] == before.index["local_rows"] * (768 * 4 + 8)
 

@@ -6,10 +6,11 @@ loaded with :func:`augret.config.load_config`, so unknown keys are errors. ``aug
 estimates it and the ``augret experiment`` orchestrator runs it.
 
 A *condition* is one evaluated system: which retriever (dense, BM25 or their hybrid), which
-encoder (the pretrained one, or one trained on a given view of the training data) and which
-view (raw or enhanced, in ``replace`` or ``append`` mode) of the test queries and of the corpus
-it searches. Conditions that share a training view share one training run
-(:meth:`ExperimentConfig.trainings`).
+encoder (the pretrained one, or one trained on a given view of the training data; the
+experiment's encoder and recipe, or the condition's own, e.g. an MLLM embedder with LamRA's
+recipe) and which view (raw or enhanced, in ``replace`` or ``append`` mode) of the test queries
+and of the corpus it searches. Conditions that share a starting encoder, recipe and training
+view share one training run (:meth:`ExperimentConfig.trainings`).
 """
 
 from __future__ import annotations
@@ -90,12 +91,25 @@ def is_mllm(encoder: str) -> bool:
 
 
 def encoder_dim(encoder: str) -> int | None:
-    """The embedding width of a registered encoder (CLIP_SF or MLLM), else ``None``."""
-    from augret.encode.mllm.spec import MLLM_ENCODERS
+    """The embedding width of a registered encoder (CLIP_SF or MLLM) or of an ``mllm:`` spec
+    of a known base model, else ``None``."""
+    from augret.encode.mllm.spec import (
+        BASE_MODEL_DIMS,
+        MLLM_ENCODERS,
+        is_mllm_name,
+        parse_mllm_name,
+    )
 
     if encoder in MLLM_ENCODERS:
         return MLLM_ENCODERS[encoder].dim
+    if is_mllm_name(encoder):
+        return BASE_MODEL_DIMS.get(parse_mllm_name(encoder).model)
     return ENCODER_DIMS.get(encoder)
+
+
+def _slug(text: str) -> str:
+    """``text`` as a directory-name part (letters, digits, ``.-``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,11 @@ class ConditionConfig:
       condition's dense run with BM25 over the same views (reciprocal rank fusion,
       ``retrieval.rrf_k``).
     * ``model`` names another encoder than the experiment's (e.g. an MLLM embedder such as
-      ``qwen3-vl-embedding-2b``), evaluated as released: only with ``encoder: pretrained``.
+      ``qwen3-vl-embedding-2b``): evaluated as released (``encoder: pretrained``) or the
+      starting point of its training (``encoder: trained``).
+    * ``recipe`` (trained conditions only) names the condition's own training recipe instead
+      of ``training.recipe`` (e.g. ``configs/train-lamra-qwen2vl-2b.yaml`` for an MLLM
+      embedder); ``training.overrides`` apply to every recipe.
     * ``enhance_mode`` may only be set on a condition that reads an enhanced view (test, or
       training when ``trained``). It applies to all of them: a condition trained on
       ``append`` text has its own training run; one trained on raw text shares the raw one.
@@ -133,8 +151,12 @@ class ConditionConfig:
                                                 "bm25 or hybrid.")
     model: str | None = option(
         None, help="This condition's own encoder (registered name, open_clip:/hf:/mllm: spec "
-                   "or checkpoint, e.g. qwen3-vl-embedding-2b) instead of the experiment's "
-                   "encoder, evaluated as released (encoder: pretrained only).")
+                   "or checkpoint, e.g. qwen3-vl-embedding-2b) instead of the experiment's: "
+                   "evaluated as released (pretrained) or trained from (trained).")
+    recipe: str | None = option(
+        None, help="This condition's own training recipe (a TrainConfig YAML, e.g. "
+                   "configs/train-lamra-qwen2vl-2b.yaml) instead of training.recipe "
+                   "(trained conditions only).")
     enhance_mode: EnhanceMode | None = option(
         None, help="The enhanced text of the condition's enhanced views: replace (VLM text "
                    "instead of the original) or append (after it); default: the "
@@ -153,10 +175,9 @@ class ConditionConfig:
                                   "nothing; train_queries and train_corpus must stay raw")
         elif self.encoder is None:
             object.__setattr__(self, "encoder", "trained")
-        if self.model is not None and self.encoder != "pretrained":
-            raise ConfigError(f"condition {self.name!r}: a condition's own model "
-                              f"({self.model!r}) is evaluated as released; set 'encoder: "
-                              "pretrained' (trained conditions use the experiment's encoder)")
+        if self.recipe is not None and not self.trains:
+            raise ConfigError(f"condition {self.name!r}: a recipe applies to trained "
+                              "conditions (encoder: trained)")
         if self.enhance_mode is not None and "enhanced" not in self.views:
             raise ConfigError(f"condition {self.name!r}: enhance_mode applies to enhanced "
                               "views and this condition reads none")
@@ -260,10 +281,16 @@ class ThroughputConfig:
                     "Measure with benchmarks/gpu_mllm.py.")
     train_samples_per_s: float = option(150.0, help="Training queries (with their positives) "
                                                     "per second.")
+    mllm_train_samples_per_s: float = option(
+        12.0, help="Training queries per second of MLLM embedders (LoRA, bf16, gradient "
+                   "checkpointing). The default is an estimate, not a measurement: if SMART's "
+                   "6.5 h on 8 A100s (Qwen3-VL-2B, LamRA's recipe) is one epoch of M-BEIR's "
+                   "1.1M training queries, that is ~6 per A100-second, an H100 about twice "
+                   "that; 7-8B models are ~3x slower. Measure with benchmarks/gpu_mllm.py.")
 
     def __post_init__(self) -> None:
         for name in ("vlm_output_tokens_per_s", "embed_items_per_s", "mllm_embed_items_per_s",
-                     "train_samples_per_s"):
+                     "train_samples_per_s", "mllm_train_samples_per_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"throughput.{name} must be positive")
 
@@ -343,12 +370,6 @@ class ExperimentConfig:
                 eval_task(t)
             except KeyError as exc:
                 raise ConfigError(str(exc.args[0])) from None
-        trained = [c.name for c in self.conditions if c.trains]
-        if trained and is_mllm(self.encoder):
-            raise ConfigError(f"encoder {self.encoder!r} is an MLLM embedder, which augret "
-                              f"train cannot fine-tune yet; conditions {trained} train: "
-                              "evaluate it zero-shot (encoder: pretrained) or train a CLIP_SF "
-                              "encoder")
         for key, where in _RESERVED_RETRIEVAL.items():
             if key in self.retrieval:
                 raise ConfigError(f"retrieval.{key} is set by the experiment ({where})")
@@ -371,11 +392,13 @@ class ExperimentConfig:
         return "raw" if view == "raw" else ENHANCED_DIRS[self.enhance_mode(c)]
 
     def training_key(self, c: ConditionConfig) -> str | None:
-        """The training view's key (``q-raw_c-enhanced``, ``q-enhanced_c-raw_append``...);
+        """The training run's key (``q-raw_c-enhanced``, ``q-enhanced_c-raw_append``,
+        ``mllm-lamra-Qwen-Qwen2-VL-2B-Instruct+train-lamra-qwen2vl-2b_q-raw_c-raw``...);
         ``None`` when ``c`` trains nothing (pretrained encoder, or bm25).
 
         The mode is part of the key only when a training view is enhanced, so conditions
-        trained on raw text share one run whatever their mode.
+        trained on raw text share one run whatever their mode; a condition's own starting
+        encoder and recipe lead the key.
         """
         if not c.trains:
             return None
@@ -383,7 +406,20 @@ class ExperimentConfig:
         mode = self.enhance_mode(c)
         if "enhanced" in (c.train_queries, c.train_corpus) and mode != "replace":
             key += f"_{mode}"
+        if c.model is not None or c.recipe is not None:
+            own = _slug(c.model or self.encoder)
+            if c.recipe is not None:
+                own += "+" + _slug(Path(c.recipe).stem)
+            key = f"{own}_{key}"
         return key
+
+    def starting_encoder(self, c: ConditionConfig) -> str:
+        """The encoder ``c`` embeds with as released, or trains from."""
+        return c.model or self.encoder
+
+    def recipe(self, c: ConditionConfig) -> str:
+        """The training recipe of ``c`` (its own, else ``training.recipe``)."""
+        return c.recipe or self.training.recipe
 
     def encoder_key(self, c: ConditionConfig) -> str | None:
         """``pretrained`` (the experiment's encoder), ``pretrained:<model>`` (the condition's
@@ -391,16 +427,22 @@ class ExperimentConfig:
         bm25 (no encoder)."""
         if c.retriever == "bm25":
             return None
-        if c.model is not None:
-            return f"pretrained:{c.model}"
-        return self.training_key(c) or "pretrained"
+        if c.trains:
+            return self.training_key(c)
+        return f"pretrained:{c.model}" if c.model is not None else "pretrained"
 
     def encoder_name(self, key: str) -> str:
         """The encoder (name, spec or checkpoint) an :meth:`encoder_key` starts from."""
-        return key[len("pretrained:"):] if key.startswith("pretrained:") else self.encoder
+        if key.startswith("pretrained:"):
+            return key[len("pretrained:"):]
+        for c in self.conditions:
+            if self.training_key(c) == key:
+                return self.starting_encoder(c)
+        return self.encoder
 
     def trainings(self) -> dict[str, list[str]]:
-        """Distinct training views → the conditions that use their encoder."""
+        """Distinct training runs (:meth:`training_key`) → the conditions that use their
+        encoder."""
         out: dict[str, list[str]] = {}
         for c in self.conditions:
             key = self.training_key(c)
@@ -458,6 +500,12 @@ class ExperimentConfig:
         if name == self.encoder and self.planning.embedding_dim:
             return self.planning.embedding_dim
         return encoder_dim(name)
+
+    def train_samples_per_s(self, key: str) -> float:
+        """Planning throughput of a training run (:meth:`training_key`): MLLM or not."""
+        t = self.planning.throughput
+        return t.mllm_train_samples_per_s if is_mllm(self.encoder_name(key)) \
+            else t.train_samples_per_s
 
     def embed_items_per_s(self, key: str) -> float:
         """Planning throughput of an :meth:`encoder_key`'s encoder (MLLM or not)."""

@@ -111,15 +111,16 @@ def _resolve(path: str, bases: list[Path]) -> Path | None:
     return None
 
 
-def _training_config(cfg: ExperimentConfig, config_path: Path | None, notes: list[str]) -> Any:
+def _training_config(cfg: ExperimentConfig, config_path: Path | None, notes: list[str],
+                     recipe: str) -> Any:
     from augret.train.config import TrainConfig
 
     bases = [config_path.parent, config_path.parent.parent] if config_path else []
-    recipe = _resolve(cfg.training.recipe, bases) if cfg.training.recipe else None
-    if cfg.training.recipe and recipe is None:
-        notes.append(f"training recipe {cfg.training.recipe} not found; TrainConfig defaults "
+    found = _resolve(recipe, bases) if recipe else None
+    if recipe and found is None:
+        notes.append(f"training recipe {recipe} not found; TrainConfig defaults "
                      "(UniIR's recipe) assumed")
-    return load_config(TrainConfig, recipe, cfg.training.overrides)
+    return load_config(TrainConfig, found, cfg.training.overrides)
 
 
 class _Rows:
@@ -305,7 +306,6 @@ def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,
         out.training = {"runs": [], "samples": 0}
         out.gpu_hours["training"] = 0.0
         return
-    tc = _training_config(cfg, config_path, out.notes)
     train_file = data.train_file()
     if train_file is not None:
         n, source = rows(train_file), str(train_file.relative_to(data.root))
@@ -315,15 +315,27 @@ def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,
         n, source = 0, None
         out.notes.append("no training file (query/union_train/mbeir_union_up_train.jsonl) and "
                          "no training.train_queries: training samples are 0")
-    per_run = n * tc.epochs
-    if tc.max_steps is not None:
-        per_run = min(per_run, tc.max_steps * tc.batch_size * tc.grad_accum * cfg.gpus)
+    recipes: dict[str, Any] = {}
+    entries = []
+    for key, names in runs.items():
+        cond = cfg.condition(names[0])
+        recipe = cfg.recipe(cond)
+        if recipe not in recipes:
+            recipes[recipe] = _training_config(cfg, config_path, out.notes, recipe)
+        tc = recipes[recipe]
+        samples = n * tc.epochs
+        if tc.max_steps is not None:
+            samples = min(samples, tc.max_steps * tc.batch_size * tc.grad_accum * cfg.gpus)
+        rate = cfg.train_samples_per_s(key)
+        entries.append({"view": key, "conditions": names,
+                        "encoder": cfg.starting_encoder(cond), "recipe": recipe,
+                        "epochs": tc.epochs, "batch_size": tc.batch_size, "samples": samples,
+                        "samples_per_s": rate, "gpu_hours": samples / rate / _HOUR})
+    default = recipes.get(cfg.training.recipe) or next(iter(recipes.values()))
     out.training = {
-        "train_queries": n, "source": source, "epochs": tc.epochs, "batch_size": tc.batch_size,
-        "gpus": cfg.gpus, "samples_per_run": per_run,
-        "runs": [{"view": view, "conditions": names, "samples": per_run}
-                 for view, names in runs.items()],
-        "samples": per_run * len(runs),
+        "train_queries": n, "source": source, "epochs": default.epochs,
+        "batch_size": default.batch_size, "gpus": cfg.gpus,
+        "samples_per_run": entries[0]["samples"], "runs": entries,
+        "samples": sum(e["samples"] for e in entries),
     }
-    out.gpu_hours["training"] = (per_run * len(runs)
-                                 / cfg.planning.throughput.train_samples_per_s / _HOUR)
+    out.gpu_hours["training"] = sum(e["gpu_hours"] for e in entries)

@@ -80,19 +80,22 @@ def render_plan(p: Plan, console: Any = None) -> None:
 
     tr = p.training
     if tr.get("runs"):
-        t = Table(title=f"Training ({_n(tr['train_queries'])} queries × {tr['epochs']} epochs "
-                        f"per run)")
-        for col in ("training view", "conditions", "samples"):
-            t.add_column(col, justify="right" if col == "samples" else "left")
+        t = Table(title=f"Training ({_n(tr['train_queries'])} queries per epoch)")
+        for col in ("training run", "conditions", "epochs", "samples", "samples/s",
+                    "GPU-hours"):
+            t.add_column(col, justify="left" if col in ("training run", "conditions")
+                         else "right")
         for r in tr["runs"]:
-            t.add_row(r["view"], ", ".join(r["conditions"]), _n(r["samples"]))
+            t.add_row(r["view"], ", ".join(r["conditions"]), str(r["epochs"]),
+                      _n(r["samples"]), _n(r["samples_per_s"]), _h(r["gpu_hours"]))
         console.print(t)
 
     thr = cfg["planning"]["throughput"]
     t = Table(title=f"GPU-hours (per GPU: {_n(thr['vlm_output_tokens_per_s'])} VLM tokens/s, "
                     f"{_n(thr['embed_items_per_s'])} embeddings/s "
                     f"({_n(thr['mllm_embed_items_per_s'])} MLLM), "
-                    f"{_n(thr['train_samples_per_s'])} training samples/s)")
+                    f"{_n(thr['train_samples_per_s'])} training samples/s "
+                    f"({_n(thr['mllm_train_samples_per_s'])} MLLM))")
     t.add_column("stage")
     t.add_column("GPU-hours", justify="right")
     for k in ("enhancement", "embedding", "training", "total"):

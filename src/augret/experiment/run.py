@@ -11,8 +11,9 @@ fingerprint, so a rerun after a crash resumes where it stopped)::
                             the same in ``append`` mode into OUT/enhanced-append, for
                             conditions with ``enhance_mode: append`` (store hits: no new
                             generation)
-    train:<view>            one retriever per distinct training view, OUT/train/<view>
-                            (a crashed run resumes from its latest checkpoint)
+    train:<key>             one retriever per distinct training run (starting encoder,
+                            recipe and training view), OUT/train/<key> (a crashed run
+                            resumes from its latest checkpoint)
     condition:<name>        embed → index → retrieve → evaluate, OUT/conditions/<name>
                             (``run_mbeir`` with the condition's retriever: dense, bm25 or
                             hybrid; it also reuses its unchanged stages)
@@ -172,7 +173,7 @@ class _Runner:
             return 1
 
     def train(self, data: Path, enhanced: dict[str, Path]) -> dict[str, Path]:
-        """Train one retriever per distinct training view; returns view → final encoder."""
+        """Train one retriever per distinct training run; returns key → final encoder."""
         from augret.train import TrainConfig, train
         from augret.train.checkpoint import latest_checkpoint
 
@@ -182,9 +183,9 @@ class _Runner:
         if not trainings:  # zero-shot and bm25 conditions only: no recipe needed
             return encoders
         nproc = self.nproc()
-        recipe = resolve_recipe(self.cfg, self.config_path)
         for key, names in trainings.items():
             cond = self.cfg.condition(names[0])
+            recipe = resolve_recipe(self.cfg, self.config_path, self.cfg.recipe(cond))
             mode = self.cfg.enhance_mode(cond)
             run_dir = self.out / "train" / key
             overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
@@ -201,7 +202,8 @@ class _Runner:
             prev = self.state.entry(name)
 
             def work(tcfg: Any = tcfg, run_dir: Path = run_dir, prev: Any = prev,
-                     fp: str = fp, overrides: dict[str, Any] = overrides) -> dict[str, Any]:
+                     fp: str = fp, overrides: dict[str, Any] = overrides,
+                     recipe: Path = recipe) -> dict[str, Any]:
                 same = prev is not None and prev.get("fingerprint") == fp
                 if not same and run_dir.exists():
                     log.info("%s: inputs changed; starting over", run_dir)
@@ -235,7 +237,7 @@ class _Runner:
         for c in self.cfg.conditions:
             key = self.cfg.training_key(c)
             encoder = None if c.retriever == "bm25" else (
-                c.model or (str(encoders[key]) if key else self.cfg.encoder))
+                str(encoders[key]) if key else self.cfg.starting_encoder(c))
             rcfg = load_config(RunConfig, None, {**self.cfg.retrieval, "encoder": encoder,
                                                  "retriever": c.retriever,
                                                  "pools": self.cfg.pools,
@@ -300,10 +302,10 @@ def _system(cfg: ExperimentConfig, c: ConditionConfig) -> str:
     enc = cfg.encoder_key(c)
     if enc is None:
         head = c.retriever
-    elif c.model is not None:
-        head = f"{c.retriever}, pretrained {c.model}"
+    elif c.trains:
+        head = f"{c.retriever}, trained {enc}"
     else:
-        head = f"{c.retriever}, {'pretrained' if enc == 'pretrained' else 'trained ' + enc}"
+        head = f"{c.retriever}, pretrained{' ' + c.model if c.model else ''}"
     return (f"{head}; queries {cfg.view_name(c, c.queries)}, "
             f"corpus {cfg.view_name(c, c.corpus)}")
 
@@ -320,7 +322,7 @@ def _train_overrides(cfg: ExperimentConfig, cond: ConditionConfig, data: Path,
                      enhanced: Path | None, run_dir: Path) -> dict[str, Any]:
     """Recipe overrides: the config's, then the encoder, output and data views of ``cond``
     (``enhanced``: the enhanced directory of its mode)."""
-    out: dict[str, Any] = {"encoder": cfg.encoder, **cfg.training.overrides,
+    out: dict[str, Any] = {"encoder": cfg.starting_encoder(cond), **cfg.training.overrides,
                            "output_dir": str(run_dir), "data.dir": str(data)}
     if cond.train_queries == "raw" and cond.train_corpus == "raw":
         return {**out, "data.view": "raw"}
@@ -337,9 +339,11 @@ def _train_overrides(cfg: ExperimentConfig, cond: ConditionConfig, data: Path,
             "data.train_pool": _side_file(p_root, pfile, recipe_p)}
 
 
-def resolve_recipe(cfg: ExperimentConfig, config_path: Path | None) -> Path:
-    """The training recipe: as given, else beside the experiment config or its parent."""
-    recipe = Path(cfg.training.recipe)
+def resolve_recipe(cfg: ExperimentConfig, config_path: Path | None,
+                   recipe: str | None = None) -> Path:
+    """A training recipe (default ``training.recipe``): as given, else beside the experiment
+    config or its parent."""
+    recipe = Path(recipe or cfg.training.recipe)
     bases = [Path.cwd()]
     if config_path is not None:
         bases += [config_path.parent, config_path.parent.parent]

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from augret.encode.mllm.styles import DEFAULT_PROMPT_STYLE, PROMPT_STYLES, get_style
 from augret.errors import ConfigError
 
-__all__ = ["MLLM_ENCODERS", "MLLM_PREFIX", "TINY_MLLM", "MLLMEntry", "MLLMSpec",
-           "is_mllm_name", "parse_mllm_name"]
+__all__ = ["BASE_MODEL_DIMS", "MLLM_ENCODERS", "MLLM_PREFIX", "TINY_MLLM", "MLLMEntry",
+           "MLLMSpec", "is_mllm_name", "parse_mllm_name"]
 
 MLLM_PREFIX = "mllm:"
 #: The built-in random-init tiny model (tests and smoke runs; its vectors are meaningless).
@@ -139,6 +139,19 @@ MLLM_ENCODERS: dict[str, MLLMEntry] = {
     TINY_MLLM: MLLMEntry(
         MLLMSpec(TINY_MLLM, "qwen3vl-emb", max_image_tokens=16, max_text_tokens=64), 32,
         "random-init tiny Qwen2-VL embedder (tests and smoke runs; meaningless vectors)"),
+}
+
+
+#: Hidden size (the embedding width) of base models an ``mllm:`` spec commonly names, e.g.
+#: to train from (planning: index memory).
+BASE_MODEL_DIMS: dict[str, int] = {
+    "Qwen/Qwen2-VL-2B-Instruct": 1536,
+    "Qwen/Qwen2-VL-7B-Instruct": 3584,
+    "Qwen/Qwen2.5-VL-3B-Instruct": 2048,
+    "Qwen/Qwen2.5-VL-7B-Instruct": 3584,
+    "Qwen/Qwen3-VL-2B-Instruct": 2048,
+    "Qwen/Qwen3-VL-4B-Instruct": 2560,
+    "Qwen/Qwen3-VL-8B-Instruct": 4096,
 }
 
 
