@@ -7,21 +7,32 @@ embedder (:class:`~augret.encode.mllm.model.MLLMEmbedder`: prompt style, last-to
 Items are synthetic: ``--text-words`` words and, for ``--image-frac`` of them, a random
 ``--image-side``² image capped at ``--image-tokens`` visual tokens.
 
-Measurements are entries of :data:`MEASUREMENTS` (``--measure``): ``embed`` reports the
-forward pass alone (items/s over pre-collated batches, the GPU's share) and the CPU side
-(prepare + collate items/s in one process; ``augret embed`` spreads it over loader workers),
-with tokens per item and peak GPU memory. Training measurements (per-GPU batch 32 without
-GradCache, global batch 512 with it) are added beside it as functions of the same signature.
+Measurements are entries of :data:`MEASUREMENTS` (``--measure``):
 
-    python benchmarks/gpu_mllm.py                                   # 2B arch, bf16, sdpa
-    python benchmarks/gpu_mllm.py --batch 64 --image-tokens 1280 --json
-    python benchmarks/gpu_mllm.py --size tiny --device cpu --precision fp32 \\
-        --items 8 --batch 4 --steps 1 --warmup 0                    # the CPU smoke path
+* ``embed``: the forward pass alone (items/s over pre-collated batches, the GPU's share) and
+  the CPU side (prepare + collate items/s in one process; ``augret embed`` spreads it over
+  loader workers), with tokens per item and peak GPU memory;
+* ``train``: training steps of LamRA-Ret's recipe (LoRA r 128 / α 256 on the language model,
+  InfoNCE with τ 0.05, AdamW, gradient checkpointing) at ``--train-batch`` queries (each with
+  its positive) in one forward and backward, as augret train runs without GradCache;
+* ``train_gradcache``: the same at ``--global-batch`` queries through GradCache in chunks of
+  ``--chunk`` (the batch of 512 that 8 GPUs × 64 give, here on one GPU).
+
+Training reports samples (queries with their positives) per second, the optimizer step
+included, and peak memory; the batches are collated before timing (loader workers do that
+during training).
+
+    python benchmarks/gpu_mllm.py                          # 2B arch, bf16: all three
+    python benchmarks/gpu_mllm.py --measure embed --batch 64 --image-tokens 1280 --json
+    python benchmarks/gpu_mllm.py --size tiny --device cpu --precision fp32 --items 8 \\
+        --batch 4 --steps 1 --warmup 0 --train-batch 4 --global-batch 8 --chunk 2
+                                                                    # the CPU smoke path
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -39,7 +50,11 @@ from augret.encode.mllm.processor import MLLMProcessor
 from augret.encode.mllm.spec import MLLMSpec
 from augret.encode.mllm.styles import FAMILIES, get_style
 from augret.encode.mllm.tiny import tiny_config
-from augret.enhance.tiny import build_tiny_processor
+from augret.tiny_qwen import build_qwen_processor
+from augret.train.config import LoraConfig
+from augret.train.loss import contrastive_loss
+from augret.train.mllm import MLLMTrainModel
+from augret.train.step import full_batch_step, grad_cache_step
 
 WORDS = ["a", "red", "cube", "on", "blue", "table", "next", "to", "green", "sphere", "and",
          "yellow", "cone", "near", "river", "with", "tall", "glass", "towers", "bridges",
@@ -78,7 +93,7 @@ def build(size: str, *, device: str, precision: str, attn: str, style: str,
     """A random-init embedder of ``size`` on ``device``."""
     import transformers as tf
 
-    hf = build_tiny_processor("tiny-qwen2-vl")
+    hf = build_qwen_processor("qwen2_vl")
     spec = MLLMSpec(f"random-init:{size}", style, max_image_tokens=image_tokens,
                     max_text_tokens=text_tokens)
     dev = torch.device(device)
@@ -147,9 +162,80 @@ def bench_embed(enc: MLLMEncoder, items: list[Item], args: argparse.Namespace
             "tokens_per_item": tokens, "peak_alloc_gib": peak}
 
 
+_TRAINING: dict[int, MLLMTrainModel] = {}
+
+
+def training_model(enc: MLLMEncoder, args: argparse.Namespace) -> MLLMTrainModel:
+    """The encoder with LamRA's LoRA (built once per encoder: it wraps the model in place)."""
+    if id(enc) not in _TRAINING:
+        _TRAINING[id(enc)] = MLLMTrainModel(
+            enc, lora=LoraConfig(r=args.lora_r, alpha=2.0 * args.lora_r, dropout=0.05),
+            temperature=0.05, learn_temperature=False,
+            gradient_checkpointing=not args.no_checkpointing, seed=0, source=enc.name)
+    return _TRAINING[id(enc)]
+
+
+def _train(enc: MLLMEncoder, args: argparse.Namespace, batch: int, chunk: int | None
+           ) -> dict[str, Any]:
+    """Optimizer steps at ``batch`` queries: one forward/backward, or GradCache chunks."""
+    model = training_model(enc, args)
+    dev = model.device
+    items = make_items(2 * batch, text_words=args.text_words, image_side=args.image_side,
+                       image_frac=args.image_frac, seed=1)
+    rows = [model.processor.prepare(it, i) for i, it in enumerate(items)]
+    bounds = [(0, 2 * batch)] if chunk is None else [
+        (lo, min(lo + chunk, 2 * batch)) for lo in range(0, 2 * batch, chunk)]
+    chunks = [model.processor.collate(rows[lo:hi]) for lo, hi in bounds]
+    tokens = sum(int(c.attention_mask.sum()) for c in chunks) / len(rows)
+    chunks = [c.to(dev) for c in chunks]
+    optimizer = torch.optim.AdamW([p for p in model.module.parameters() if p.requires_grad],
+                                  lr=1e-4)
+    valid = torch.ones(batch, dtype=torch.bool, device=dev)
+
+    def loss_fn(emb: Any, scale: Any) -> Any:
+        return contrastive_loss(emb[:batch], emb[batch:], scale, valid=valid)
+
+    step = full_batch_step if chunk is None else grad_cache_step
+
+    def one() -> None:
+        step(model.module, chunks, loss_fn, device=dev, autocast=model.autocast,
+             backward=lambda loss: loss.backward(), sync=True, no_sync=contextlib.nullcontext)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup_steps):
+        one()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(args.train_steps):
+        one()
+    _sync(dev)
+    secs = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    return {"measure": "train" if chunk is None else "train_gradcache", "batch": batch,
+            "chunk": chunk, "items": batch * args.train_steps,
+            "samples_per_s": batch * args.train_steps / secs, "tokens_per_item": tokens,
+            "peak_alloc_gib": peak}
+
+
+def bench_train(enc: MLLMEncoder, items: list[Item], args: argparse.Namespace
+                ) -> dict[str, Any]:
+    """Training at ``--train-batch`` queries per step without GradCache."""
+    return _train(enc, args, args.train_batch, None)
+
+
+def bench_train_gradcache(enc: MLLMEncoder, items: list[Item], args: argparse.Namespace
+                          ) -> dict[str, Any]:
+    """Training at ``--global-batch`` queries per step through GradCache."""
+    return _train(enc, args, args.global_batch, args.chunk)
+
+
 #: Measurements by name: ``fn(encoder, items, args) -> row``.
 MEASUREMENTS: dict[str, Callable[[MLLMEncoder, list[Item], argparse.Namespace],
-                                 dict[str, Any]]] = {"embed": bench_embed}
+                                 dict[str, Any]]] = {
+    "embed": bench_embed, "train": bench_train, "train_gradcache": bench_train_gradcache}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -159,7 +245,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto")
     ap.add_argument("--attn", default="auto", help="auto, sdpa, eager, flash_attention_2")
     ap.add_argument("--style", default="qwen3vl-emb")
-    ap.add_argument("--measure", nargs="+", choices=sorted(MEASUREMENTS), default=["embed"])
+    ap.add_argument("--measure", nargs="+", choices=sorted(MEASUREMENTS),
+                    default=["embed", "train", "train_gradcache"],
+                    help="what to measure, in order (embed before training: training "
+                         "wraps the model in LoRA adapters)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--items", type=int, default=256, help="distinct items (collated once)")
     ap.add_argument("--steps", type=int, default=3, help="passes over the items timed")
@@ -169,6 +258,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--image-side", type=int, default=448)
     ap.add_argument("--image-frac", type=float, default=0.5)
     ap.add_argument("--image-tokens", type=int, default=256, help="visual token cap")
+    ap.add_argument("--train-batch", type=int, default=32,
+                    help="queries per step without GradCache (train)")
+    ap.add_argument("--global-batch", type=int, default=512,
+                    help="queries per step through GradCache (train_gradcache)")
+    ap.add_argument("--chunk", type=int, default=32, help="GradCache chunk (rows)")
+    ap.add_argument("--train-steps", type=int, default=3, help="optimizer steps timed")
+    ap.add_argument("--warmup-steps", type=int, default=1, help="steps run before timing")
+    ap.add_argument("--lora-r", type=int, default=128, help="LoRA rank (alpha = 2 r)")
+    ap.add_argument("--no-checkpointing", action="store_true",
+                    help="train without gradient checkpointing")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return ap.parse_args(argv)
 
@@ -185,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(MEASUREMENTS[name](enc, items, args))
         except torch.cuda.OutOfMemoryError as exc:
             rows.append({"measure": name, "batch": args.batch, "error": f"OOM: {exc}"})
+            torch.cuda.empty_cache()
     attn = enc.model.backbone.config._attn_implementation
     result = {"model": enc.name, "device": str(enc.device), "precision": enc.precision,
               "attn": attn, "style": args.style, "gpu": torch.cuda.get_device_name(
@@ -197,15 +297,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     t = Table(title=f"{result['model']} on {result['gpu'] or result['device']} "
                     f"({result['precision']}, {attn}, {args.style}); random weights")
-    for col in ("measure", "batch", "items/s", "CPU items/s", "tokens/item", "peak GiB"):
+    for col in ("measure", "batch", "chunk", "items/s (train: samples/s)", "CPU items/s",
+                "tokens/item", "peak GiB"):
         t.add_column(col, justify="left" if col == "measure" else "right")
     for r in rows:
         if "error" in r:
-            t.add_row(r["measure"], str(r["batch"]), r["error"][:40], "", "", "")
+            t.add_row(r["measure"], str(r["batch"]), "", r["error"][:40], "", "", "")
             continue
         peak = r.get("peak_alloc_gib")
-        t.add_row(r["measure"], str(r["batch"]), f"{r['items_per_s']:.1f}",
-                  f"{r.get('cpu_items_per_s', 0):.1f}", f"{r.get('tokens_per_item', 0):.0f}",
+        rate = r.get("items_per_s", r.get("samples_per_s", 0))
+        cpu = r.get("cpu_items_per_s")
+        t.add_row(r["measure"], str(r["batch"]), str(r.get("chunk") or "-"), f"{rate:.1f}",
+                  "-" if cpu is None else f"{cpu:.1f}", f"{r.get('tokens_per_item', 0):.0f}",
                   "-" if peak is None else f"{peak:.2f}")
     Console().print(t)
     return result

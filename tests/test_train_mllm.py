@@ -30,7 +30,7 @@ from augret.errors import ConfigError  # noqa: E402
 from augret.train import LoraConfig, TrainConfig, train  # noqa: E402
 from augret.train.data import TrainData  # noqa: E402
 from augret.train.loss import contrastive_loss  # noqa: E402
-from augret.train.mllm import MLLMTrainModel  # noqa: E402
+from augret.train.mllm import MLLMTrainModel, checkpoint_activations  # noqa: E402
 from augret.train.model import build_train_model  # noqa: E402
 from augret.train.step import full_batch_step, grad_cache_step  # noqa: E402
 from helpers.mbeir_runs import write_enhanced_train_copy  # noqa: E402
@@ -120,8 +120,9 @@ def _grads(model: MLLMTrainModel) -> dict[str, torch.Tensor]:
 
 
 def test_grad_cache_gradients_equal_the_full_batch_in_float64() -> None:
-    """GradCache over uneven chunks (queries by 2, candidates by 3) gives the full-batch
-    InfoNCE gradients of every LoRA weight and of the temperature."""
+    """GradCache over uneven chunks (queries by 2, candidates by 3), with activation
+    checkpointing, gives the full-batch InfoNCE gradients of every LoRA weight and of the
+    temperature."""
     model = _tiny(LoraConfig(r=4, alpha=8, dropout=0.0), dtype=torch.float64)
     b, k = 5, 1
     rows, info = _pairs_batch(model, b, k)
@@ -130,6 +131,8 @@ def test_grad_cache_gradients_equal_the_full_batch_in_float64() -> None:
           "sync": True, "no_sync": contextlib.nullcontext}
     full = full_batch_step(model.module, [model.processor.collate(rows)], loss_fn, **kw)
     want = _grads(model)
+    checkpoint_activations(model.peft_model.get_base_model())
+    assert model.peft_model.get_base_model().language_model.gradient_checkpointing
     bounds = [(0, 2), (2, 4), (4, 5), (5, 8), (8, 11), (11, 14), (14, 15)]
     chunks = [model.processor.collate(rows[lo:hi]) for lo, hi in bounds]
     cached = grad_cache_step(model.module, chunks, loss_fn, **kw)

@@ -23,7 +23,8 @@ from augret._lazy import require
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.train.model import TrainModel, resolve_amp
 
-__all__ = ["DEFAULT_TEMPERATURE", "MLLMTrainModel", "lora_target_pattern"]
+__all__ = ["DEFAULT_TEMPERATURE", "MLLMTrainModel", "checkpoint_activations",
+           "lora_target_pattern"]
 
 torch = require("torch", "train")
 
@@ -36,6 +37,17 @@ def lora_target_pattern(modules: list[str]) -> str:
     named linear layers of the language model's decoder layers, nothing else."""
     names = "|".join(re.escape(m) for m in modules)
     return rf"language_model\.layers\.\d+\.(?:self_attn|mlp)\.(?:{names})"
+
+
+def checkpoint_activations(model: Any) -> None:
+    """Recompute the activations in the backward pass (non-reentrant checkpoints: they need
+    no input that requires grad and work under DDP)."""
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 class MLLMTrainModule(torch.nn.Module):
@@ -92,8 +104,7 @@ class MLLMTrainModel(TrainModel):
         base = encoder.model.model
         base.requires_grad_(False)
         if gradient_checkpointing:
-            base.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+            checkpoint_activations(base)
         config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                  target_modules=lora_target_pattern(lora.modules), bias="none")
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
