@@ -364,3 +364,20 @@ def test_shipped_tiny_config_trains_and_evaluates(sample_dir: Path, tmp_path: Pa
     assert "MSCOCO" in printed and (run / "table.md").is_file()
     assert "randomly initialised test model" in printed  # trained from tiny-mllm: still random
     print(f"losses every 5 steps: {[round(x, 3) for x in losses]}")
+
+
+def test_the_lamra_recipe_config() -> None:
+    cfg = load_config(TrainConfig, REPO / "configs" / "train-lamra-qwen2vl-2b.yaml")
+    assert cfg.encoder == "mllm:lamra:Qwen/Qwen2-VL-2B-Instruct"
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.modules) == (
+        128, 256, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    assert (cfg.temperature, cfg.learn_temperature, cfg.gather) == (0.05, False, True)
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.warmup(1000)) == (1e-4, "cosine", 30)
+    assert cfg.gradient_checkpointing and cfg.amp == "auto" and cfg.epochs == 1
+    assert cfg.grad_cache.enabled and cfg.batch_size == 64
+    assert cfg.encoder_options == {"max_image_tokens": 300, "max_text_tokens": 480}
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(TrainConfig, REPO / "configs" / "train-lamra-qwen2vl-2b.yaml",
+                    {"optim.warmup_steps": 10})
+    with pytest.raises(ConfigError, match="lora.modules"):
+        load_config(TrainConfig, None, {"lora.modules": ["qkv"]})
