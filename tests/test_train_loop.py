@@ -73,8 +73,8 @@ def test_training_learns_the_shapes_task(sample_dir: Path, tmp_path: Path) -> No
     cfg = _cfg(sample_dir, out, max_steps=70, batch_size=32, log_every=5,
                **{"val.file": "query/test/mbeir_mscoco_task0_test.jsonl", "val.every": 70,
                   "val.pool": "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl"})
+    from augret.train.families import build_train_model
     from augret.train.loop import _build_check
-    from augret.train.model import build_train_model
     from augret.train.validate import run_check
 
     model = build_train_model(cfg, torch.device("cpu"))

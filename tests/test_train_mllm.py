@@ -29,9 +29,9 @@ from augret.encode.mllm import TINY_MLLM  # noqa: E402
 from augret.errors import ConfigError  # noqa: E402
 from augret.train import LoraConfig, TrainConfig, train  # noqa: E402
 from augret.train.data import TrainData  # noqa: E402
+from augret.train.families import build_train_model  # noqa: E402
 from augret.train.loss import contrastive_loss  # noqa: E402
 from augret.train.mllm import MLLMTrainModel, checkpoint_activations  # noqa: E402
-from augret.train.model import build_train_model  # noqa: E402
 from augret.train.step import full_batch_step, grad_cache_step  # noqa: E402
 from helpers.mbeir_runs import write_enhanced_train_copy  # noqa: E402
 from helpers.synthetic_pairs import CHANCE, VAL_FILE, write_pairs  # noqa: E402
@@ -379,5 +379,5 @@ def test_the_lamra_recipe_config() -> None:
     with pytest.raises(ConfigError, match="not both"):
         load_config(TrainConfig, REPO / "configs" / "train-lamra-qwen2vl-2b.yaml",
                     {"optim.warmup_steps": 10})
-    with pytest.raises(ConfigError, match="lora.modules"):
+    with pytest.raises(ConfigError, match=r"lora\.modules"):
         load_config(TrainConfig, None, {"lora.modules": ["qkv"]})

@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from augret._lazy import require
-from augret.encode.backbones import Processor
 from augret.encode.base import Item
 from augret.errors import BadImage
 from augret.images import decode_image, read_image_file
+
+if TYPE_CHECKING:  # the processor calls prepare and collate: no import at run time
+    from augret.encode.backbones import Processor
 
 __all__ = ["Batch", "Prepared", "collate", "load_image", "prepare"]
 

@@ -36,8 +36,9 @@ from augret.train.checkpoint import (
 from augret.train.config import TrainConfig
 from augret.train.data import BatchInfo, EpochBatches, TrainData, make_loader
 from augret.train.dist import DistContext, setup, teardown
+from augret.train.families import build_train_model
 from augret.train.loss import contrastive_loss
-from augret.train.model import TrainModel, build_train_model
+from augret.train.model import TrainModel
 
 __all__ = ["build_optimizer", "train"]
 

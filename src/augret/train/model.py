@@ -1,8 +1,9 @@
 """What the training loop needs of an encoder family: :class:`TrainModel`.
 
 The loop (:mod:`augret.train.loop`) is the same for every family; what differs sits behind
-this small interface, with one implementation per family chosen from the starting encoder's
-name (exactly, as the encoder registry resolves it):
+this small interface, with one implementation per family, chosen from the starting encoder's
+name (exactly, as the encoder registry resolves it) by
+:func:`augret.train.families.build_train_model`:
 
 * :class:`~augret.train.clip_sf.ClipSFTrainModel`: UniIR's CLIP_SF, every weight trained,
   its learnable CLIP logit scale;
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 from augret._lazy import require
 from augret.errors import ConfigError
 
-__all__ = ["TrainModel", "build_train_model", "resolve_amp"]
+__all__ = ["TrainModel", "resolve_amp"]
 
 
 def resolve_amp(amp: str, device: Any, default: str) -> str:
@@ -88,20 +89,3 @@ class TrainModel:
         """Write the model with its adapters merged into the weights (``write_merged``)."""
         raise ConfigError(f"write_merged applies to LoRA-trained MLLM embedders, not to "
                           f"{self.family}")
-
-
-def build_train_model(cfg: Any, device: Any) -> TrainModel:
-    """The trainable model of ``cfg.encoder`` on ``device`` (the same on every rank).
-
-    Raises:
-        ConfigError: Options of the other family, or an unusable starting encoder.
-    """
-    from augret.encode.registry import resolve_mllm
-
-    if resolve_mllm(cfg.encoder) is not None:
-        from augret.train.mllm import MLLMTrainModel
-
-        return MLLMTrainModel.build(cfg, device)
-    from augret.train.clip_sf import ClipSFTrainModel
-
-    return ClipSFTrainModel.build(cfg, device)
