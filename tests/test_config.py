@@ -209,7 +209,7 @@ def test_hash_values_written_before_the_metadata_are_unchanged() -> None:
     # TrainConfig's value changed once since, with the fields MLLM training added (temperature,
     # learn_temperature, hard_negative_max_sim, lora, gradient_checkpointing, encoder_options)
     assert stable_hash(hash_values(TrainConfig(encoder="tiny", max_steps=3))) == \
-        "e3174ab032fef7f5"
+        "8875144f8b33bab6"
     resolved = {"backbone": {"arch": "x"}, "weights": None, "precision": "fp32",
                 "context_length": 77, "data_dir": "/d", "image_root": "/d"}
     assert config_hash(EmbedConfig(encoder="tiny"), extra=resolved) == "9f0cbaf14e7b4e3a"

@@ -339,7 +339,7 @@ def test_cli_train_resume_and_embed(sample_dir: Path, tmp_path: Path) -> None:
                                          str(emb), "--tasks", "webqa_task1", "--workers", "0",
                                          "--device", "cpu", "--no-progress", "--json"])
     assert res.exit_code == 0, res.output
-    meta = json.loads(res.output)
+    meta = json.loads(res.stdout)  # log lines go to stderr
     assert meta["encoder"]["architecture"] == "mllm" and meta["dim"] == 32
     from augret.encode import is_random_init
 

@@ -80,7 +80,7 @@ def _assert_matches(run: Path, ref: Path) -> None:
         torch.testing.assert_close(a[key], b[key], atol=PARAM_TOL, rtol=0, msg=key)
     ckpt = run / "checkpoints" / f"step_{STEPS:07d}"
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "encoder.json", "model.pt", "rng_rank0.pt", "rng_rank1.pt", "trainer.pt"]
+        "config.yaml", "encoder.json", "model.pt", "rng_rank0.pt", "rng_rank1.pt", "trainer.pt"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["step"] == STEPS and summary["world"] == 2
 

@@ -73,8 +73,9 @@ class ClipSFTrainModel(TrainModel):
                               "encoder")
         precision = resolve_amp(cfg.amp, device, cls.default_amp)
         encoder = load_encoder(cfg.encoder, device="cpu", precision="fp32")
+        learn = True if cfg.learn_temperature is None else cfg.learn_temperature  # UniIR
         return cls(encoder, device=device, precision=precision, temperature=cfg.temperature,
-                   learn_temperature=cfg.learn_temperature, source=cfg.encoder)
+                   learn_temperature=learn, source=cfg.encoder)
 
     def save(self, path: Any, *, info: dict[str, Any]) -> Path:
         from augret.encode.checkpoint import save_encoder_dir

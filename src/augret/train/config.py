@@ -190,8 +190,9 @@ class TrainConfig:
         None, help="Initial softmax temperature (logits = cosine / temperature). None: the "
                    "encoder's own (CLIP_SF: its pretrained logit scale); MLLM embedders, which "
                    "have none, start at 0.05 (LamRA-Ret).")
-    learn_temperature: bool = option(
-        True, help="Learn the temperature (UniIR CLIP_SF: yes; LamRA-Ret: no, fixed 0.05).")
+    learn_temperature: bool | None = option(
+        None, help="Learn the temperature. None: each family's recipe (CLIP_SF learns its logit "
+                   "scale, as UniIR; MLLM embedders keep it fixed, as LamRA-Ret).")
     hard_negative_max_sim: float | None = option(
         None, help="False-negative filter: a hard negative whose cosine similarity to a query "
                    "is above this is left out of that query's candidates (U-MARVEL: 0.7). "

@@ -126,7 +126,7 @@ class MLLMTrainModel(TrainModel):
                                **cfg.encoder_options)
         return cls(encoder, lora=cfg.lora,
                    temperature=cfg.temperature or DEFAULT_TEMPERATURE,
-                   learn_temperature=cfg.learn_temperature,
+                   learn_temperature=bool(cfg.learn_temperature),  # None: fixed (LamRA)
                    gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed,
                    source=cfg.encoder)
 
