@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import re
-import socket
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +19,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from augret.config import load_config  # noqa: E402
@@ -283,12 +281,6 @@ def test_a_hard_negative_that_is_a_positive_is_never_drawn(tmp_path: Path) -> No
         assert sorted(td.example((0, epoch)).neg_ids) == ["2:7", "2:9"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -296,8 +288,8 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig) -> None:
     train(cfg)
 
 
-def test_two_rank_ddp_with_grad_cache_matches_one_rank(sample_dir: Path,
-                                                       tmp_path: Path) -> None:
+def test_two_rank_ddp_with_grad_cache_matches_one_rank(sample_dir: Path, tmp_path: Path,
+                                                       free_port: int) -> None:
     """gloo: 2 ranks × 4 queries (GradCache chunks, candidates gathered with gradients)
     = 1 rank with 8 queries in one forward."""
     kw = {"max_steps": 3, "learn_temperature": True}
@@ -306,7 +298,7 @@ def test_two_rank_ddp_with_grad_cache_matches_one_rank(sample_dir: Path,
     two = tmp_path / "two"
     cfg2 = _cfg(sample_dir, two, batch_size=4, **{**kw, "grad_cache.query_chunk": 3,
                                                   "grad_cache.candidate_chunk": 3})
-    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), cfg2),
+    torch.multiprocessing.start_processes(_ddp_worker, args=(2, free_port, cfg2),
                                           nprocs=2, start_method="spawn")
     a, b = _losses(one), _losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3]
@@ -319,30 +311,25 @@ def test_two_rank_ddp_with_grad_cache_matches_one_rank(sample_dir: Path,
                                atol=2e-4)
 
 
-def test_cli_train_resume_and_embed(sample_dir: Path, tmp_path: Path) -> None:
-    from augret.cli.encode_cmd import embed as embed_cmd
-    from augret.cli.train_cmd import train as train_cmd
-
-    out = tmp_path / "run"
-    args = [str(TINY_YAML), "--data", str(sample_dir), "--output-dir", str(out),
-            "--max-steps", "2", "--batch-size", "8", "--no-progress", "--set", "val.file=",
-            "--set", "log_every=1", "--set", "write_merged=true"]
-    res = CliRunner().invoke(train_cmd, args)
-    assert res.exit_code == 0, res.output
-    assert "trained 2 steps" in res.output
-    assert (out / "final" / "adapter").is_dir() and (out / "merged" / "merged").is_dir()
-    res = CliRunner().invoke(train_cmd, [*args, "--max-steps", "3", "--resume"])
-    assert res.exit_code == 0, res.output
-    assert sorted(_losses(out)) == [1, 2, 3]
-    emb = tmp_path / "emb"
-    res = CliRunner().invoke(embed_cmd, [str(sample_dir), "--encoder", str(out), "--out",
-                                         str(emb), "--tasks", "webqa_task1", "--workers", "0",
-                                         "--device", "cpu", "--no-progress", "--json"])
-    assert res.exit_code == 0, res.output
-    meta = json.loads(res.stdout)  # log lines go to stderr
-    assert meta["encoder"]["architecture"] == "mllm" and meta["dim"] == 32
+def test_cli_train_resume_and_embed(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    from augret.cli.main import main
     from augret.encode import is_random_init
 
+    out = tmp_path / "run"
+    args = ["train", str(TINY_YAML), "--data", str(sample_dir), "--output-dir", str(out),
+            "--max-steps", "2", "--batch-size", "8", "--no-progress", "--set", "val.file=",
+            "--set", "log_every=1", "--set", "write_merged=true"]
+    assert main(args) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert (out / "final" / "adapter").is_dir() and (out / "merged" / "merged").is_dir()
+    assert main([*args, "--max-steps", "3", "--resume"]) == 0
+    assert sorted(_losses(out)) == [1, 2, 3]
+    capsys.readouterr()
+    assert main(["embed", str(sample_dir), "--encoder", str(out), "--out", str(tmp_path / "e"),
+                 "--tasks", "webqa_task1", "--workers", "0", "--device", "cpu",
+                 "--no-progress", "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["encoder"]["architecture"] == "mllm" and meta["dim"] == 32
     assert is_random_init(str(out)) and is_random_init(str(out / "merged"))
 
 

@@ -22,7 +22,7 @@ from augret.encode.base import Item
 from augret.encode.batch import Prepared, load_image
 from augret.encode.mllm.spec import MLLMSpec
 from augret.encode.mllm.styles import IMAGE_TOKEN, Family, get_style
-from augret.errors import DataFormatError
+from augret.errors import BadImage, DataFormatError
 
 __all__ = ["MLLMBatch", "MLLMProcessor", "VisionInput"]
 
@@ -125,9 +125,9 @@ class MLLMProcessor:
         if item.has_image:
             try:
                 pixels = self.image(load_image(item.image))
-            except FileNotFoundError:
-                error = f"image not found: {item.image}"
-            except (OSError, ValueError, SyntaxError) as exc:  # PIL raises these on bad files
+            except BadImage as exc:
+                error = str(exc)
+            except (OSError, ValueError) as exc:  # decoded, but the processor cannot use it
                 error = f"unreadable image {item.image}: {exc}"
         return Prepared(text, pixels, error, key, instruction=item.instruction)
 
