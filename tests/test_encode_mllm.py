@@ -179,16 +179,3 @@ def test_deterministic_and_clear_errors(tiny) -> None:
     with pytest.raises(ConfigError, match="bad MLLM option"):
         load_encoder(TINY_MLLM, device="cpu", pooling="mean")
 
-
-def test_tiny_mllm_does_not_import_the_enhancement_package() -> None:
-    """encode knows nothing of the enhancement VLM: tiny-mllm builds its processor from the
-    shared augret.tiny_qwen, the same tokenizer as the tiny VLM presets."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from augret.encode import load_encoder; "
-            "load_encoder('tiny-mllm', device='cpu'); "
-            "print(sorted(m for m in sys.modules if m.startswith('augret.enhance')))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, check=True)
-    assert res.stdout.strip() == "[]", res.stdout

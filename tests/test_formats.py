@@ -188,3 +188,11 @@ def test_the_ground_floor_and_shared_modules_import_no_stage():
     assert _imported_packages("data") <= {"data", "errors", "_lazy", "_paths", "progress"}
     assert _imported_packages("progress") <= {"progress"}
     assert _imported_packages("images") <= {"images", "errors", "_lazy"}
+    assert _imported_packages("tiny_qwen") <= {"_lazy"}
+
+
+def test_encode_and_enhance_know_nothing_of_each_other():
+    """encode knows nothing of the enhancement VLM, enhance nothing of retrievers (the tiny
+    Qwen processor they both use is the shared augret.tiny_qwen)."""
+    assert "enhance" not in _imported_packages("encode")
+    assert not {"encode", "train", "index"} & _imported_packages("enhance")
