@@ -48,7 +48,7 @@ def test_mbeir_run_writes_the_table(run: Path, sample_dir: Path, capsys) -> None
 
 def test_embed_cli_matches_the_pipeline_and_records_the_encoder(run: Path, sample_dir: Path,
                                                                tmp_path: Path) -> None:
-    from augret.encode import read_entry
+    from augret.formats.embeddings import read_entry
 
     emb = tmp_path / "emb"
     assert main(["embed", str(sample_dir), "--encoder", "tiny-mllm", "--out", str(emb),
@@ -71,7 +71,7 @@ def test_embed_cli_matches_the_pipeline_and_records_the_encoder(run: Path, sampl
 def test_serve_time_query_equals_the_offline_vector(run: Path, sample_dir: Path) -> None:
     """A query embedded by the server (instruction placed by the prompt style) is the vector
     ``augret embed`` stored for the same row, and its hits are the index's."""
-    from augret.encode import read_entry
+    from augret.formats.embeddings import read_entry
     from augret.serve import AdhocQuery, Searcher
 
     s = Searcher.open(run / "index" / "dense" / "union")
