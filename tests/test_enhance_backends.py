@@ -78,8 +78,9 @@ def _truncated_png() -> Image.Image:
 
 
 def test_registry_names_and_unknown():
-    assert BACKENDS == ("transformers", "openai", "vllm", "fake")
-    with pytest.raises(ConfigError, match=r"unknown backend 'hf'.*transformers, openai, vllm"):
+    assert BACKENDS == ("transformers", "openai", "vllm", "fake", "reference")
+    with pytest.raises(ConfigError, match=r"unknown backend 'hf'.*transformers, openai, vllm, "
+                                          r"fake, reference"):
         get_backend("hf", "tiny")
     with pytest.raises(ConfigError, match="unknown backend"):
         get_backend("vLLM", "tiny")  # exact names, no guessing

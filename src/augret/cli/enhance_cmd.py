@@ -61,3 +61,5 @@ def enhance(data_dir: Path, out_dir: Path, config: ConfigArgs, no_progress: bool
                       f"{run['generated']} succeeded; {run['failed']} failed row(s)"
                       + (f" ({reasons})" if reasons else "")
                       + f"; {run['truncated']} truncated")
+    if report.get("simulated"):
+        click.echo(f"note: {report['simulated']}")

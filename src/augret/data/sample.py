@@ -2,26 +2,45 @@
 
 "Shapes world": coloured shapes on plain backgrounds, rendered as PNG by
 :func:`augret.data.png.write_png` (CC0: the project made them). Six test tasks mirror M-BEIR's
-task types under M-BEIR's file names, so every stage runs on it exactly as on the real data:
+task types under M-BEIR's file names, so every stage runs on it exactly as on the real data.
 
-=====================  ==========================  =======================================
-file stem              task                        what it asks
-=====================  ==========================  =======================================
-``mscoco_task0``       qt→ci                       caption → image
-``webqa_task1``        qt→ct                       question → fact
-``mscoco_task3``       qi→ct                       image → caption
-``nights_task4``       qi→ci                       image → the same shape and colour
-``oven_task8``         (qi,qt)→(ci,ct)             "what is this called?" + image → entity
-``cirr_task7``         (qi,qt)→ci                  image + "make it blue" → edited image
-=====================  ==========================  =======================================
+As on M-BEIR, the raw texts leave out evidence that only the images carry (*silent
+evidence*): a retriever must read it from the pixels, or a VLM must write it down first.
+
+Each task, what it asks, and the evidence its raw text hides:
+
+* ``mscoco_task0`` (qt→ci), caption → image: the candidates are bare images.
+* ``webqa_task1`` (qt→ct), "Which emblem did the weavers of Harrow adopt?" → the emblem's
+  fact: nothing is hidden; text only on both sides, so enhancement leaves it unchanged (a
+  built-in check: its differences between conditions are training noise).
+* ``mscoco_task3`` (qi→ct), image → its captions: the query is a bare image.
+* ``nights_task4`` (qi→ci), image → another rendering of the same shape and colour: both
+  sides are bare images, and the distractor differs from the target only in colour.
+* ``cirr_task7`` ((qi,qt)→ci), image + "Same shape, but blue" / "Turn it into a ring" → the
+  edited image: the instruction names only the change, never what stays (the shape, or the
+  colour); only the reference image shows it.
+* ``oven_task8`` ((qi,qt)→(ci,ct)), image + "What is this emblem called?" → the emblem's
+  entry: the question never names its subject, and the entries name the emblem and its shape
+  but never the colour of their picture.
+
+The 36 *emblems* (every shape × colour) are invented heraldry of six guilds in six towns;
+``webqa_task1`` asks about their facts and ``oven_task8`` shows their pictures.
+
+The renderer knows every scene: ``scenes.jsonl`` (one record per image: ``image``,
+``pixels_sha256`` of its RGB pixels, ``subject``, ``keywords`` and the ground truth ``shape``,
+``color``, ``size``, ``position``, ``background``, ``count``) is the ground truth that the
+``reference`` enhancement backend (:mod:`augret.enhance.backends.reference`) answers from.
 
 The train split (``query/union_train/mbeir_union_up_train.jsonl`` with its union train pool)
-uses new renderings (other sizes, positions, backgrounds) of the same concepts. Dataset ids
-follow M-BEIR's table so that the instruction file applies; the contents are synthetic.
+uses new renderings (other sizes, positions, backgrounds) and paraphrased questions of the
+same concepts. Query ids count on across splits, so an id names one query of the sample.
+Dataset ids follow M-BEIR's table so that the instruction file applies; the contents are
+synthetic.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -37,34 +56,35 @@ from augret.data.png import write_png
 from augret.data.qrels import Qrels, write_qrels
 from augret.data.text import format_string
 
-__all__ = ["SampleSummary", "write_sample"]
+__all__ = ["SCENES_FILE", "SampleSummary", "write_sample"]
 
-SHAPES = {
-    "circle": "A circle is a round shape with no corners and no straight sides.",
-    "square": "A square has four equal straight sides and four right angles.",
-    "triangle": "A triangle is a polygon with three corners and three straight sides.",
-    "diamond": "A diamond is a square turned on its corner, with four equal sides.",
-    "cross": "A cross is made of two bars that meet at right angles in the middle.",
-    "ring": "A ring is a circle with a round hole in its middle.",
-}
-QUESTIONS = {  # shape -> questions answered by its fact (test, then train paraphrases)
-    "circle": ["Which shape has no corners?", "What shape is perfectly round?"],
-    "square": ["Which shape has four right angles?", "What shape has four equal sides?"],
-    "triangle": ["Which shape has three sides?", "What polygon has three corners?"],
-    "diamond": ["What is a square turned on its corner called?",
-                "Which shape looks like a tilted square?"],
-    "cross": ["Which shape is made of two crossing bars?",
-              "What shape do two perpendicular bars make?"],
-    "ring": ["Which shape has a hole in the middle?", "What is a circle with a hole called?"],
-}
-ENTITY_QUESTIONS = ["What is this shape called?", "How many corners does this have?",
-                    "Which shape is this?", "What kind of figure is shown?"]
+#: The scene records of a rendered sample (relative to its root).
+SCENES_FILE = "scenes.jsonl"
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLORS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
     "yellow": (235, 210, 40), "purple": (140, 60, 180), "orange": (240, 140, 30),
 }
 BACKGROUNDS = {"white": (250, 250, 250), "gray": (128, 128, 128), "black": (15, 15, 15)}
 SIZE = 96
+
+# the emblems: (first word, second word) names; guilds are (trade, town) pairs
+_NAME_A = ("Ash", "Brook", "Cinder", "Dawn", "Elm", "Fern", "Gale", "Heath", "Iris",
+           "Juniper", "Kestrel", "Lark")
+_NAME_B = ("Crest", "Sigil", "Seal")
+_TRADES = ("weavers", "masons", "brewers", "coopers", "tanners", "smiths")
+_TOWNS = ("Harrow", "Dunmore", "Ashby", "Calder", "Wexley", "Pellam")
+_FACT_QUESTIONS = ("Which emblem did the {trade} of {town} adopt?",
+                   "What emblem stands for the {town} guild of {trade}?")
+_ENTITY_QUESTIONS = (("What is this emblem called?", "Which emblem is this?",
+                      "What is the name of this emblem?"),
+                     ("What do people call this emblem?", "Whose emblem is this?",
+                      "What is this sign named?"))
+_EDITS = {  # what changes -> instructions that never name what stays
+    "color": ("Same shape, but {new}", "Make it {new}", "Now in {new}"),
+    "shape": ("Same colour, but a {new}", "Turn it into a {new}", "As a {new} instead"),
+}
 
 
 @dataclass
@@ -86,14 +106,54 @@ class _Look:
     dx: int
     dy: int
 
+    @property
+    def size(self) -> str:
+        return "large" if self.large else "small"
+
+    @property
+    def position(self) -> str:
+        v = "top" if self.dy < -3 else "bottom" if self.dy > 3 else ""
+        h = "left" if self.dx < -3 else "right" if self.dx > 3 else ""
+        return " ".join(w for w in (v, h) if w) or "centre"
+
     def caption(self, variant: int = 0) -> str:
-        size = "large" if self.large else "small"
         templates = (
-            f"A {size} {self.color} {self.shape} on a {self.background} background",
+            f"A {self.size} {self.color} {self.shape} on a {self.background} background",
             f"{self.color} {self.shape} drawn on plain {self.background}",
-            f"A {self.background} picture showing one {size} {self.color} {self.shape}",
+            f"A {self.background} picture showing one {self.size} {self.color} {self.shape}",
         )
         return format_string(templates[variant % len(templates)])
+
+    def scene(self, image: str, pixels: np.ndarray) -> dict:
+        """The scene record of this look's image (the ground truth of ``scenes.jsonl``)."""
+        subject = f"{self.color} {self.shape}"
+        where = "centred" if self.position == "centre" else self.position
+        return {"image": image, "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+                "subject": subject,
+                "keywords": [subject, self.size, where,
+                             f"plain {self.background} background"],
+                "shape": self.shape, "color": self.color, "size": self.size,
+                "position": self.position, "background": self.background, "count": 1}
+
+
+@dataclass(frozen=True)
+class _Emblem:
+    name: str
+    shape: str
+    color: str
+    trade: str
+    town: str
+    year: int
+
+    @property
+    def fact(self) -> str:  # never states the colour (and, for webqa, not the shape either)
+        return format_string(f"{self.name}: the emblem of the {self.trade} guild of "
+                             f"{self.town}, adopted in {self.year}")
+
+    @property
+    def entry(self) -> str:
+        return format_string(f"{self.name}. The {self.shape} emblem of the {self.trade} of "
+                             f"{self.town}, adopted in {self.year}")
 
 
 def _render(look: _Look) -> np.ndarray:
@@ -116,13 +176,24 @@ def _render(look: _Look) -> np.ndarray:
     return img
 
 
+def _emblems(rng: random.Random) -> list[_Emblem]:
+    combos = [(s, c) for s in SHAPES for c in COLORS]
+    guilds = [(t, w) for t in _TRADES for w in _TOWNS]
+    names = [f"{a} {b}" for b in _NAME_B for a in _NAME_A]
+    rng.shuffle(guilds)
+    rng.shuffle(names)
+    return [_Emblem(n, s, c, t, w, 1702 + 7 * i)
+            for i, ((s, c), (t, w), n) in enumerate(zip(combos, guilds, names, strict=True))]
+
+
 class _Writer:
     def __init__(self, root: Path, seed: int) -> None:
         self.root = root
         self.rng = random.Random(seed)
         self.next_did: dict[int, int] = {}
-        self.next_qid: dict[tuple[int, str], int] = {}
+        self.next_qid: dict[int, int] = {}
         self.images: dict[_Look, str] = {}
+        self.scenes: list[dict] = []
 
     def look(self, shape: str, color: str, background: str | None = None) -> _Look:
         r = self.rng
@@ -133,18 +204,19 @@ class _Writer:
         if look not in self.images:
             rel = (f"mbeir_images/shapes_images/{len(self.images):05d}_"
                    f"{look.color}_{look.shape}.png")
-            write_png(self.root / rel, _render(look))
+            pixels = _render(look)
+            write_png(self.root / rel, pixels)
             self.images[look] = rel
+            self.scenes.append(look.scene(rel, pixels))
         return self.images[look]
 
     def did(self, dataset: int) -> str:
         self.next_did[dataset] = self.next_did.get(dataset, 0) + 1
         return f"{dataset}:{self.next_did[dataset]}"
 
-    def qid(self, dataset: int, split: str) -> str:
-        key = (dataset, split)
-        self.next_qid[key] = self.next_qid.get(key, 0) + 1
-        return f"{dataset}:{self.next_qid[key]}"
+    def qid(self, dataset: int) -> str:
+        self.next_qid[dataset] = self.next_qid.get(dataset, 0) + 1
+        return f"{dataset}:{self.next_qid[dataset]}"
 
     def cand(self, dataset: int, txt: str | None, look: _Look | None) -> dict:
         img = self.image(look) if look is not None else None
@@ -152,65 +224,72 @@ class _Writer:
         return {"txt": txt, "img_path": img, "modality": modality, "did": self.did(dataset),
                 "src_content": None}
 
-    def query(self, dataset: int, split: str, txt: str | None, look: _Look | None,
-              pos: list[str], task_id: int, neg: list[str] | None = None) -> dict:
+    def query(self, dataset: int, txt: str | None, look: _Look | None, pos: list[str],
+              task_id: int, neg: list[str] | None = None) -> dict:
         img = self.image(look) if look is not None else None
         modality = "image,text" if txt and img else ("image" if img else "text")
-        return {"qid": self.qid(dataset, split), "query_txt": txt, "query_img_path": img,
+        return {"qid": self.qid(dataset), "query_txt": txt, "query_img_path": img,
                 "query_modality": modality, "query_src_content": None, "pos_cand_list": pos,
                 "neg_cand_list": neg or [], "task_id": task_id}
 
 
-def _tasks(w: _Writer, split: str, reps: int) -> dict[str, tuple[list[dict], list[dict]]]:
+def _tasks(w: _Writer, split: str, reps: int, emblems: list[_Emblem]
+           ) -> dict[str, tuple[list[dict], list[dict]]]:
     """Queries and pool of each task for one split."""
     r = w.rng
     combos = [(s, c) for s in SHAPES for c in COLORS]
     out: dict[str, tuple[list[dict], list[dict]]] = {}
-    q_variant = 0 if split == "test" else 1
+    variant = 0 if split == "test" else 1
 
-    # caption <-> image (mscoco-like)
+    # caption -> image (mscoco-like): the candidates carry no text
     looks = [w.look(s, c) for _ in range(reps) for s, c in combos]
     pool0 = [w.cand(9, None, lk) for lk in looks]
-    out["mscoco_task0"] = ([w.query(9, split, lk.caption(r.randrange(3)), None, [p["did"]], 0)
+    out["mscoco_task0"] = ([w.query(9, lk.caption(r.randrange(3)), None, [p["did"]], 0)
                             for lk, p in zip(looks, pool0, strict=True)], pool0)
-    looks3 = [w.look(s, c) for _ in range(reps) for s, c in combos]
+    # image -> caption: the query carries no text
     pool3, q3 = [], []
-    for lk in looks3:
+    for lk in (w.look(s, c) for _ in range(reps) for s, c in combos):
         caps = [w.cand(9, lk.caption(v), None) for v in range(2)]
         pool3 += caps
-        q3.append(w.query(9, split, None, lk, [c["did"] for c in caps], 3))
+        q3.append(w.query(9, None, lk, [c["did"] for c in caps], 3))
     out["mscoco_task3"] = (q3, pool3)
 
-    # question -> fact (webqa-like)
-    facts = {s: w.cand(2, format_string(f), None) for s, f in SHAPES.items()}
-    out["webqa_task1"] = ([w.query(2, split, format_string(QUESTIONS[s][q_variant]), None,
-                                   [facts[s]["did"]], 1) for s in SHAPES], list(facts.values()))
+    # question -> fact (webqa-like): text only on both sides
+    facts = {e.name: w.cand(2, e.fact, None) for e in emblems}
+    out["webqa_task1"] = (
+        [w.query(2, format_string(_FACT_QUESTIONS[variant].format(trade=e.trade, town=e.town)),
+                 None, [facts[e.name]["did"]], 1) for e in emblems], list(facts.values()))
 
-    # image -> same shape and colour (nights-like)
+    # image -> the same shape and colour (nights-like); the distractor differs in colour only
     pool4, q4 = [], []
     for s, c in combos * reps:
         pos = w.cand(4, None, w.look(s, c))
         neg = w.cand(4, None, w.look(s, r.choice([x for x in COLORS if x != c])))
         pool4 += [pos, neg]
-        q4.append(w.query(4, split, None, w.look(s, c), [pos["did"]], 4, [neg["did"]]))
+        q4.append(w.query(4, None, w.look(s, c), [pos["did"]], 4, [neg["did"]]))
     out["nights_task4"] = (q4, pool4)
 
-    # image + question -> entity entry (oven-like): needs the image to know the entity
-    entities = {s: w.cand(5, format_string(f"{s.capitalize()}. {f}"), w.look(s, "blue", "white"))
-                for s, f in SHAPES.items()}
-    q8 = [w.query(5, split, format_string(r.choice(ENTITY_QUESTIONS)), w.look(s, c),
-                  [entities[s]["did"]], 8) for s, c in combos]
-    out["oven_task8"] = (q8, list(entities.values()))
+    # image + question -> emblem entry (oven-like): the entries never state their colour
+    entries = {e.name: w.cand(5, e.entry, w.look(e.shape, e.color, "white")) for e in emblems}
+    q8 = [w.query(5, format_string(r.choice(_ENTITY_QUESTIONS[variant])),
+                  w.look(e.shape, e.color), [entries[e.name]["did"]], 8)
+          for _ in range(reps) for e in emblems]
+    out["oven_task8"] = (q8, list(entries.values()))
 
-    # image + modification -> edited image (cirr-like)
+    # image + modification -> edited image (cirr-like): the text names only the change
     targets = {(s, c): w.cand(8, None, w.look(s, c, "white")) for s, c in combos}
     q7 = []
-    for s, c in combos:
-        new = r.choice([x for x in COLORS if x != c])
-        text = r.choice([f"Make it {new} instead of {c}", f"Same shape but {new}",
-                         f"Change the colour to {new}"])
-        q7.append(w.query(8, split, format_string(text), w.look(s, c, "white"),
-                          [targets[(s, new)]["did"]], 7))
+    for s, c in combos * reps:
+        what = r.choice(sorted(_EDITS))
+        if what == "color":
+            new = r.choice([x for x in COLORS if x != c])
+            target = (s, new)
+        else:
+            new = r.choice([x for x in SHAPES if x != s])
+            target = (new, c)
+        text = r.choice(_EDITS[what]).format(new=new)
+        q7.append(w.query(8, format_string(text), w.look(s, c),
+                          [targets[target]["did"]], 7))
     out["cirr_task7"] = (q7, list(targets.values()))
     return out
 
@@ -232,11 +311,12 @@ def write_sample(out_dir: str | Path, *, seed: int = 0, reps: int = 1,
     for sub in ("query", "cand_pool", "qrels", "mbeir_images", "instructions"):
         shutil.rmtree(root / sub, ignore_errors=True)
     w = _Writer(root, seed)
+    emblems = _emblems(w.rng)
     summary = SampleSummary(root)
     train_queries: list[dict] = []
     train_pool: list[dict] = []
     for split, n in (("test", reps), ("train", train_reps)):
-        for name, (queries, pool) in _tasks(w, split, n).items():
+        for name, (queries, pool) in _tasks(w, split, n, emblems).items():
             task = eval_task(name)
             if split == "test":
                 write_jsonl(root / "query/test" / f"mbeir_{name}_test.jsonl", queries)
@@ -252,6 +332,7 @@ def write_sample(out_dir: str | Path, *, seed: int = 0, reps: int = 1,
     w.rng.shuffle(train_queries)
     write_jsonl(root / "query/union_train/mbeir_union_up_train.jsonl", train_queries)
     write_jsonl(root / "cand_pool/global/mbeir_union_train_cand_pool.jsonl", train_pool)
+    write_jsonl(root / SCENES_FILE, w.scenes)
     summary.queries["union_train"] = len(train_queries)
     summary.pools["union_train"] = len(train_pool)
     (root / "instructions").mkdir(parents=True, exist_ok=True)
@@ -260,10 +341,12 @@ def write_sample(out_dir: str | Path, *, seed: int = 0, reps: int = 1,
     (root / "README.md").write_text(
         "# augret shapes-world sample\n\nSynthetic M-BEIR-layout data rendered by "
         "`augret mbeir sample` (images CC0, made by augret; instructions from UniIR, MIT). "
-        "Dataset names in file names only mark the task type; the contents are synthetic.\n",
-        "utf-8")
+        "Dataset names in file names only mark the task type; the contents are synthetic. "
+        f"`{SCENES_FILE}` holds the ground truth of every image (what the `reference` "
+        "enhancement backend answers from).\n", "utf-8")
     (root / "sample.json").write_text(json.dumps(
         {"seed": seed, "reps": reps, "train_reps": train_reps, "queries": summary.queries,
-         "pools": summary.pools, "images": len(w.images)}, indent=2) + "\n", "utf-8")
+         "pools": summary.pools, "images": len(w.images), "scenes": SCENES_FILE},
+        indent=2) + "\n", "utf-8")
     summary.images = len(w.images)
     return summary

@@ -146,6 +146,8 @@ def output_row(ctx: RunContext, item: Item) -> dict[str, Any]:
                     params={**ctx.params.as_dict(), "max_new_tokens": item.route.max_new_tokens})
         if item.truncated:
             info["truncated"] = True
+        if getattr(ctx.backend, "simulated", False):
+            info["simulated"] = True  # from ground-truth records, not a model
     row["enhancement"] = info
     return row
 

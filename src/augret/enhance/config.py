@@ -30,11 +30,16 @@ class EnhanceConfig:
     files: str | list[str] | None = option(
         None, help="Glob (or list of globs) on the files' paths relative to the data "
                    "directory, or their names: only matching files are enhanced.")
-    backend: Literal["transformers", "openai", "vllm", "fake"] = option(
+    backend: Literal["transformers", "openai", "vllm", "fake", "reference"] = option(
         "transformers", help="The generation backend (fake: a deterministic stand-in with "
-                             "fault injection, for tests and benchmarks; meaningless text).")
+                             "fault injection, for tests and benchmarks, meaningless text; "
+                             "reference: a simulated perfect VLM that answers from "
+                             "ground-truth records, no model).")
     model: str = option(DEFAULT_MODEL, help="Hub id, local path, or a tiny preset (random "
-                                            "weights: meaningless text).")
+                                            "weights: meaningless text); for reference, scene "
+                                            "records or annotations (JSONL), or a data "
+                                            "directory with scenes.jsonl (a relative path is "
+                                            "also looked up in the data directory).")
     revision: str | None = option(None, help="Model revision (part of the store key).")
     base_url: str | None = option(None, help="Server URL of the openai backend.")
     backend_options: dict[str, Any] = option(

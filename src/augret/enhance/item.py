@@ -11,7 +11,9 @@ offline is a store hit at query time and vice versa.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 from augret.enhance.backends.base import (
@@ -34,6 +36,7 @@ __all__ = [
     "item_request",
     "make_backend",
     "output_rules",
+    "resolve_model",
     "stored_params",
 ]
 
@@ -81,6 +84,8 @@ def item_request(prompts: PromptSet, route: Route, text: str | None, image: Any,
         image=image if route.send_image else None,
         max_new_tokens=route.max_new_tokens,
         id=item_id,
+        route=route.kind,
+        text=text if route.send_text else None,
     )
 
 
@@ -102,6 +107,20 @@ def item_failure(key: str, failure: Failure, *, backend: Backend, prompts: Promp
                            prompt_version=prompts.id, route=route.kind, created=time.time())
 
 
+def resolve_model(cfg: EnhanceConfig, data_dir: str | Path) -> EnhanceConfig:
+    """``cfg`` with the ``reference`` backend's records made an absolute path.
+
+    A relative path that does not exist from the working directory is taken from
+    ``data_dir``, the directory being enhanced (``model: scenes.jsonl`` names its scene
+    records). Other backends' configs are returned unchanged.
+    """
+    if cfg.backend != "reference":
+        return cfg
+    from augret.enhance.backends.reference import resolve_records
+
+    return dataclasses.replace(cfg, model=str(resolve_records(cfg.model, data_dir)))
+
+
 def make_backend(cfg: EnhanceConfig) -> Backend:
     """The backend an :class:`EnhanceConfig` names, with its options."""
     from augret.enhance.backends import backend_options, get_backend
@@ -116,8 +135,10 @@ def make_backend(cfg: EnhanceConfig) -> Backend:
 class _Identity:
     """What the store keys need of a backend (name, model id, revision), without the model."""
 
-    def __init__(self, name: str, model_id: str, revision: str | None) -> None:
+    def __init__(self, name: str, model_id: str, revision: str | None,
+                 simulated: bool = False) -> None:
         self.name, self.model_id, self.revision = name, model_id, revision
+        self.simulated = simulated
 
     def generate(self, requests: Any, params: GenerationParams) -> list[GenerationResult]:
         raise RuntimeError("a backend identity cannot generate")
@@ -138,5 +159,8 @@ def backend_identity(cfg: EnhanceConfig) -> Backend:
         return _Identity(cfg.backend, fake_model_id(cfg.model), cfg.revision)
     from augret.enhance.tiny import resolve_tiny_preset
 
+    if cfg.backend == "reference":  # its id digests the records file: read it
+        ref = make_backend(cfg)
+        return _Identity(ref.name, ref.model_id, ref.revision, simulated=True)
     preset = resolve_tiny_preset(cfg.model) if cfg.backend != "openai" else None
     return _Identity(cfg.backend, preset or cfg.model, None if preset else cfg.revision)

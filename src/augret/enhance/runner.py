@@ -20,10 +20,11 @@ from augret.data.jsonl import read_json, write_json
 from augret.data.mbeir import MBEIRDir, write_layout
 from augret.enhance.assemble import FileCounts, merge_failures
 from augret.enhance.backends.base import Backend
+from augret.enhance.backends.reference import SIMULATED_NOTE
 from augret.enhance.config import EnhanceConfig
 from augret.enhance.context import Engine, open_context
 from augret.enhance.files import link_untouched, select_files
-from augret.enhance.item import backend_identity, make_backend
+from augret.enhance.item import backend_identity, make_backend, resolve_model
 from augret.enhance.local_engine import LocalEngine
 from augret.enhance.ray_engine import RayEngine
 from augret.errors import ConfigError
@@ -70,6 +71,7 @@ def enhance(
     if backend is not None and not engine.loads_model:
         raise ConfigError(f"the {engine.name} engine builds a backend in each worker from the "
                           f"config; pass no backend object")
+    cfg = resolve_model(cfg, src.root)
     files = select_files(src, cfg.split, cfg.side, cfg.files)
     if not files:
         log.warning("no %s files of split %r matched in %s", cfg.side, cfg.split, src.root)
@@ -106,6 +108,7 @@ def enhance(
     seconds = time.perf_counter() - started
     report = {
         "model": backend.model_id, "revision": backend.revision, "backend": backend.name,
+        **({"simulated": SIMULATED_NOTE} if getattr(backend, "simulated", False) else {}),
         "prompt_version": ctx.prompts.id, "mode": cfg.mode, "store": str(ctx.store.path),
         "engine": run.report,
         "files": per_file,

@@ -44,6 +44,8 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "vllm": ("augret.enhance.backends.vllm_backend", "VLLMBackend", "vllm"),
     # a deterministic stand-in with fault injection, for tests and benchmarks
     "fake": ("augret.enhance.backends.fake", "FakeBackend", "enhance"),
+    # a simulated perfect VLM: answers from ground-truth records (no model)
+    "reference": ("augret.enhance.backends.reference", "ReferenceBackend", "enhance"),
 }
 
 #: The registered backend names.
@@ -79,11 +81,13 @@ def get_backend(name: str, model: str, **options: Any) -> Backend:
     """Create the backend ``name`` for ``model``.
 
     Args:
-        name: ``transformers``, ``openai``, ``vllm`` or ``fake`` (exact names, no guessing;
-            ``fake`` is :class:`~augret.enhance.backends.fake.FakeBackend`, for tests).
+        name: ``transformers``, ``openai``, ``vllm``, ``fake`` or ``reference`` (exact names,
+            no guessing; ``fake`` is :class:`~augret.enhance.backends.fake.FakeBackend`, for
+            tests; ``reference`` answers from ground-truth records, with no model).
         model: A hub id, a local path, or a tiny preset (``tiny``, ``tiny-qwen2-vl``,
             ``tiny-qwen2.5-vl``, ``tiny-qwen3-vl``); for ``openai``, the name the server
-            knows.
+            knows; for ``reference``, its records file
+            (:mod:`augret.enhance.backends.reference`).
         **options: Backend keyword options (e.g. ``batch_size``, ``base_url``, ``revision``).
 
     Returns:

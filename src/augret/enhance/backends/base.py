@@ -37,12 +37,19 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: chat messages, the image they refer to (or ``None``), a token budget."""
+    """One generation: chat messages, the image they refer to (or ``None``), a token budget.
+
+    ``route`` and ``text`` say what the messages were rendered from (the policy route and the
+    item text they embed, ``None`` when the route sends none); model backends read only the
+    messages, the reference captioner answers from these.
+    """
 
     messages: list[dict[str, Any]]
     image: Image | None = None
     max_new_tokens: int = 128
-    id: str = ""  # caller's handle, echoed for logs
+    id: str = ""  # caller's handle: the item's qid or did
+    route: str = ""
+    text: str | None = None
 
 
 @dataclass
