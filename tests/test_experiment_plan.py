@@ -280,14 +280,21 @@ def test_plan_on_sample_dedupes_image_bytes(sample_copy):
     cand = _candidates(before)
     assert cand.missing_images == 0 and before.enhancement["missing_images"] == 0
     assert cand.unique_keys == cand.unique_images == len(_pool_images(sample_copy))
-    assert before.training["train_queries"] == 402 and before.training["epochs"] == 20
+    assert before.training["train_queries"] == 576 and before.training["epochs"] == 20
     # five CLIP_SF training views (20 epochs) and two LamRA-recipe MLLM runs (1 epoch)
-    assert before.training["samples"] == 5 * 402 * 20 + 2 * 402
+    assert before.training["samples"] == 5 * 576 * 20 + 2 * 576
     mllm_runs = [r for r in before.training["runs"] if r["encoder"].startswith("mllm:")]
     assert [r["epochs"] for r in mllm_runs] == [1, 1]
-    assert all(r["gpu_hours"] == pytest.approx(402 / 12 / 3600) for r in mllm_runs)
+    assert all(r["gpu_hours"] == pytest.approx(576 / 12 / 3600) for r in mllm_runs)
     assert before.gpu_hours["training"] == pytest.approx(
-        5 * 402 * 20 / 250 / 3600 + 2 * 402 / 12 / 3600)
+        5 * 576 * 20 / 250 / 3600 + 2 * 576 / 12 / 3600)
+    seeded = plan(load_config(ExperimentConfig, PAPER, {"data_dir": str(sample_copy),
+                                                        "seeds": [0, 1, 2]}), config_path=PAPER)
+    assert seeded.training["samples"] == 3 * before.training["samples"]  # per seed
+    assert seeded.gpu_hours["training"] == pytest.approx(3 * before.gpu_hours["training"])
+    assert seeded.training["runs"][0]["seeds"] == [0, 1, 2]
+    trained = [s for s in seeded.embedding["sets"] if not s["encoder"].startswith("pretrained")]
+    assert trained and all(s["runs"] == 3 for s in trained)
     assert before.embedding["pool_rows"] > 0
     assert before.index["indexes"][0]["bytes"] == before.index["local_rows"] * (768 * 4 + 8)
 
@@ -356,7 +363,7 @@ def test_plan_counts_only_the_selected_tasks(sample_copy):
         "cand_pool/local/mbeir_webqa_task1_cand_pool.jsonl"]
     # training reads the whole union training file, whatever the tasks
     assert files[("train", "queries")] == ["query/union_train/mbeir_union_up_train.jsonl"]
-    assert p.training["train_queries"] == 402
+    assert p.training["train_queries"] == 576
     rows = sum(1 for t in tasks
                for _ in (sample_copy / f"query/test/mbeir_{t}_test.jsonl").open())
     assert p.embedding["query_rows"] == rows

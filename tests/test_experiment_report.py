@@ -60,21 +60,23 @@ def test_report_tables_tests_plots_and_ablations(sample_dir, runs, tmp_path):
     assert avg == pytest.approx(
         data["conditions"]["corpus_enhanced"]["table"]["average"]["local"] -
         table["average"]["local"])
-    # the ablation answers name exactly the significant rows
+    # one run per condition: the ablation answers name the significant rows, but training
+    # noise is not measured, so none is called a gain (tests/test_report_seeds.py: seeds)
     ab = data["ablations"]
-    assert {(g["task"], g["pool"]) for g in ab["corpus"]["gains"]} == {
+    assert ab["corpus"]["gains"] == [] and ab["corpus"]["seeds"] == 1
+    assert {(g["task"], g["pool"]) for g in ab["corpus"]["not_effects"]} == {
         ("oven_task8", "local"), ("oven_task8", "union")}
-    assert {(g["task"], g["pool"]) for g in ab["query"]["gains"]} == {
+    assert {(g["task"], g["pool"]) for g in ab["query"]["not_effects"]} == {
         ("cirr_task7", "local"), ("cirr_task7", "union")}
-    assert "indications, not conclusions" in ab["corpus"]["answer"]
-    assert "2 of the 4 row(s) of those tasks" in ab["corpus"]["answer"]  # OVEN + WebQA rows
+    assert "no difference is called an effect" in ab["corpus"]["answer"]
+    assert "0 of the 4 row(s) of those tasks" in ab["corpus"]["answer"]  # OVEN + WebQA rows
     md = r.markdown.read_text()
     for heading in ("## Local pools", "## Union pool", "## Ablation questions",
                     "### Which tasks gain from corpus enhancement?",
                     "### Which tasks gain from query enhancement?",
                     "### corpus_enhanced vs baseline", "## Per-condition tables"):
         assert heading in md
-    assert "| 8 | (qi,qt)→(ci,ct) | OVEN | hit@5 |" in md and "*)" in md
+    assert "| 8 | (qi,qt)→(ci,ct) | OVEN | hit@5 |" in md and "(+" in md and "*)" not in md
     assert "trained on raw data" in md
     # charts
     names = sorted(p.name for p in r.plots)
@@ -119,22 +121,33 @@ def test_bad_inputs(sample_dir, runs, tmp_path):
         load_conditions(tmp_path / "absent.json")
 
 
-def _comp(task: str, delta: float, p: float, pool: str = "local") -> Comparison:
-    return Comparison("hit@5", 0.5, 0.5 + delta, delta, p, 100, "randomization", task, pool)
+def _comp(task: str, delta: float, p: float, pool: str = "local",
+          seeds: list[float] | None = None) -> dict:
+    c = Comparison("hit@5", 0.5, 0.5 + delta, delta, p, 100, "randomization", task, pool)
+    return {**c.to_dict(), "seed_deltas": seeds if seeds is not None else [delta] * 3}
 
 
 def test_ablation_answer_is_cautious():
     comps = [_comp("cirr_task7", 0.2, 0.001), _comp("fashioniq_task7", 0.05, 0.2),
-             _comp("oven_task8", -0.1, 0.01), _comp("nights_task4", 0.3, 0.04)]
+             _comp("oven_task8", -0.1, 0.01), _comp("nights_task4", 0.3, 0.04),
+             _comp("mscoco_task3", 0.3, 0.001, seeds=[0.5, -0.1, 0.5])]
     a = ablation_answer("query", comps, baseline="baseline", alpha=0.05)
     assert [g["task"] for g in a["gains"]] == ["cirr_task7", "nights_task4"]
     assert [g["task"] for g in a["losses"]] == ["oven_task8"]
-    assert "significantly higher scores (p < 0.05) on 2 of 4 row(s)" in a["answer"]
-    assert "1 of the 2 row(s) of those tasks gain significantly" in a["answer"]
+    assert [g["task"] for g in a["not_effects"]] == ["mscoco_task3"]  # a seed disagrees
+    assert "has an effect (p < 0.05 on seed-averaged scores and higher in every seed) on 2 of " \
+        "5 row(s)" in a["answer"]
+    assert "change sign between seeds" in a["answer"]
+    assert "1 of the 2 row(s) of those tasks gain" in a["answer"]
     assert "without multiple-comparison correction" in a["answer"]
     none = ablation_answer("corpus", [_comp("cirr_task7", 0.2, 0.3)], baseline="b", alpha=0.05)
-    assert none["gains"] == [] and "No row shows a significant gain" in none["answer"]
+    assert none["gains"] == [] and "No row shows an effect" in none["answer"]
     assert "cannot be checked here" in none["answer"]
+    # a bare Comparison is one run per condition: never an effect
+    one = ablation_answer("query", [Comparison("hit@5", 0.1, 0.9, 0.8, 0.0001, 36,
+                                               "randomization", "cirr_task7", "local")],
+                          baseline="b", alpha=0.05)
+    assert one["gains"] == [] and "training noise is not measured" in one["answer"]
 
 
 def test_report_cli_reruns_from_conditions_json(sample_dir, runs, tmp_path, capsys):
@@ -161,4 +174,4 @@ def test_missing_rows_are_noted_not_compared(sample_dir, runs, tmp_path):
                      data_dir=sample_dir, n_samples=300, plots=False)
     assert len(r.data["comparisons"]["query_enhanced"]) == 11
     assert any("no run for cirr_task7 (union)" in n for n in r.data["notes"])
-    assert [g["pool"] for g in r.data["ablations"]["query"]["gains"]] == ["local"]
+    assert [g["pool"] for g in r.data["ablations"]["query"]["not_effects"]] == ["local"]

@@ -71,6 +71,23 @@ def test_viewer_page(sample_dir, systems, tmp_path):
     shutil.copy(out, KEEP / "viewer.html")
 
 
+def test_viewer_labels_the_simulated_captioner(sample_dir, systems, tmp_path):
+    """With the reference captioner's texts, the page says who wrote them, and the banner."""
+    from augret.data.sample import SCENES_FILE
+    from augret.enhance import EnhanceConfig, enhance
+
+    enhanced = tmp_path / "ref"
+    enhance(sample_dir, enhanced, EnhanceConfig(backend="reference", model=SCENES_FILE,
+                                                store=tmp_path / "s.sqlite"), progress=False)
+    out = tmp_path / "v.html"
+    write_viewer(out, sample_dir, systems["a"], systems["b"], enhanced_dir=enhanced,
+                 changed=4, sampled=0, notice="Simulated world: a perfect VLM.")
+    html = out.read_text()
+    assert '<p class="notice">Simulated world: a perfect VLM.</p>' in html
+    assert "reference (simulated VLM): " in html and "VLM: " not in html.replace(
+        "simulated VLM): ", "")
+
+
 def test_viewer_size_cap_and_errors(sample_dir, systems, tmp_path):
     s = write_viewer(tmp_path / "v.html", sample_dir, systems["a"], systems["b"], changed=4,
                      sampled=2, max_bytes=3000, pool="union", tasks=["cirr_task7"])

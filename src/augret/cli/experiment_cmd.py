@@ -129,16 +129,26 @@ def report(out_dir: Path, conditions: tuple[str, ...], data_dir: Path | None, ba
 
     Each condition's run files are scored against the qrels; other conditions are compared
     with --baseline row by row (paired test), and the paper's ablation questions (corpus vs
-    query enhancement) are answered when those conditions are present.
+    query enhancement) are answered when those conditions are present. Conditions trained
+    with several seeds (``seed_runs`` in conditions.json, as ``augret experiment`` writes
+    it) are averaged over their seeds, and a difference is called an effect only when it
+    holds in every seed.
     """
-    from augret.experiment.report import CONDITIONS_FILE, load_conditions, write_report
+    from augret.experiment.report import (
+        CONDITIONS_FILE,
+        load_conditions,
+        load_notices,
+        write_report,
+    )
 
+    notices: list[str] = []
     if conditions:
         specs = dict(_parse_condition(c) for c in conditions)
     else:
         specs = load_conditions(out_dir / CONDITIONS_FILE)
+        notices = load_notices(out_dir / CONDITIONS_FILE)
     r = write_report(out_dir, specs, baseline, data_dir=data_dir, test=test, n_samples=samples,
-                     alpha=alpha, plots=not no_plots, title=title)
+                     alpha=alpha, plots=not no_plots, title=title, notices=notices)
     click.echo(f"wrote {r.markdown}, {r.results}" + (f" and {len(r.plots)} plot(s)"
                                                      if r.plots else ""))
 

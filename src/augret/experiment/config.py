@@ -42,10 +42,13 @@ __all__ = [
 
 View = Literal["raw", "enhanced"]
 Retriever = Literal["dense", "bm25", "hybrid"]
-EnhanceMode = Literal["replace", "append"]
+EnhanceMode = Literal["replace", "append", "shuffled"]
 
-#: The enhanced directory (below the experiment's output directory) of each enhancement mode.
-ENHANCED_DIRS: dict[str, str] = {"replace": "enhanced", "append": "enhanced-append"}
+#: The enhanced directory (below the experiment's output directory) of each enhancement mode;
+#: ``shuffled`` is the negative control (:mod:`augret.experiment.controls`): the ``replace``
+#: texts permuted across items.
+ENHANCED_DIRS: dict[str, str] = {"replace": "enhanced", "append": "enhanced-append",
+                                 "shuffled": "enhanced-shuffled"}
 
 #: Names of the paper's six conditions (:func:`paper_conditions`); others are optional extras.
 PAPER_CONDITIONS: tuple[str, ...] = ("zero_shot", "baseline", "inference_only", "query_enhanced",
@@ -159,12 +162,15 @@ class ConditionConfig:
                    "(trained conditions only).")
     enhance_mode: EnhanceMode | None = option(
         None, help="The enhanced text of the condition's enhanced views: replace (VLM text "
-                   "instead of the original) or append (after it); default: the "
+                   "instead of the original), append (after it) or shuffled (a negative "
+                   "control: the replace texts permuted across the items of each file and "
+                   "route, so they keep their form and lose their content); default: the "
                    "experiment's enhance.mode.")
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ConfigError(f"condition name {self.name!r} must be letters, digits, '_.-'")
+        if not _NAME.match(self.name) or re.match(r"seed-\d", self.name):
+            raise ConfigError(f"condition name {self.name!r} must be letters, digits, '_.-' "
+                              "(and not seed-<n>: the seeds' folders)")
         check_choices(self)
         if self.retriever == "bm25":
             if self.encoder is not None:
@@ -353,6 +359,11 @@ class ExperimentConfig:
                                                     "paper's six).")
     baseline: str | None = option("baseline", help="The condition others are compared with "
                                                    "(none: no comparison).")
+    seeds: list[int] | None = option(
+        None, help="Training seeds: every training view is trained once per seed (the "
+                   "recipe's seed overridden) and every condition that uses a trained encoder "
+                   "is evaluated once per seed; the report shows mean ± sd and each seed's "
+                   "value. None: one training with the recipe's seed.")
     planning: PlanConfig = option(factory=PlanConfig, help="The planner's assumptions.")
 
     def __post_init__(self) -> None:
@@ -370,6 +381,8 @@ class ExperimentConfig:
                 eval_task(t)
             except KeyError as exc:
                 raise ConfigError(str(exc.args[0])) from None
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ConfigError("seeds must be a non-empty list of distinct integers")
         for key, where in _RESERVED_RETRIEVAL.items():
             if key in self.retrieval:
                 raise ConfigError(f"retrieval.{key} is set by the experiment ({where})")
@@ -381,6 +394,11 @@ class ExperimentConfig:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    def seeds_of(self, c: ConditionConfig) -> list[int | None]:
+        """The training seeds ``c`` is evaluated with: ``seeds`` when it uses a trained
+        encoder, else ``[None]`` (one run: pretrained encoders and BM25 train nothing)."""
+        return list(self.seeds) if self.seeds and c.trains else [None]
 
     def enhance_mode(self, c: ConditionConfig) -> str:
         """The enhancement mode of ``c``'s enhanced views (its own, else ``enhance.mode``)."""
@@ -475,6 +493,8 @@ class ExperimentConfig:
             if c.trains:
                 wants += [((tr, "queries"), c.train_queries), ((tr, "candidates"), c.train_corpus)]
             need.update((*key, mode) for key, view in wants if view == "enhanced")
+            if mode == "shuffled":  # the control permutes the replace texts
+                need.update((*key, "replace") for key, view in wants if view == "enhanced")
         order = [(ev, "queries"), (ev, "candidates"), (tr, "queries"), (tr, "candidates")]
         return [(*key, mode) for mode in ENHANCED_DIRS for key in dict.fromkeys(order)
                 if (*key, mode) in need]

@@ -263,18 +263,20 @@ def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) ->
     if lexical:
         out.notes.append(f"BM25 indexes (conditions {', '.join(lexical)}) are not estimated; "
                          "they need no GPU")
+    seeds = len(cfg.seeds or [None])
     sets = []
     for enc, side, view in cfg.embedding_sets():
         n = query_rows if side == "queries" else pool_rows
+        runs = 1 if enc.startswith("pretrained") else seeds  # a trained encoder per seed
         rate = cfg.embed_items_per_s(enc)
-        sets.append({"encoder": enc, "side": side, "view": view, "rows": n,
+        sets.append({"encoder": enc, "side": side, "view": view, "rows": n, "runs": runs,
                      "dim": cfg.embedding_dim(enc), "items_per_s": rate,
-                     "gpu_hours": n / rate / _HOUR})
-    items = sum(s["rows"] for s in sets)
+                     "gpu_hours": n * runs / rate / _HOUR})
+    items = sum(s["rows"] * s["runs"] for s in sets)
     dim = cfg.embedding_dim()
     out.embedding = {"encoder": cfg.encoder, "dim": dim, "query_rows": query_rows,
                      "pool_rows": pool_rows, "sets": sets, "items": items,
-                     "fp16_bytes": sum(s["rows"] * (s["dim"] or 0) * 2 for s in sets)}
+                     "fp16_bytes": sum(s["rows"] * s["runs"] * (s["dim"] or 0) * 2 for s in sets)}
     out.gpu_hours["embedding"] = sum(s["gpu_hours"] for s in sets)
     unknown = sorted({cfg.encoder_name(s["encoder"]) for s in sets if s["dim"] is None})
     for name in unknown:
@@ -317,6 +319,7 @@ def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,
                          "no training.train_queries: training samples are 0")
     recipes: dict[str, Any] = {}
     entries = []
+    seeds = cfg.seeds or [None]  # each training run once per seed
     for key, names in runs.items():
         cond = cfg.condition(names[0])
         recipe = cfg.recipe(cond)
@@ -330,12 +333,13 @@ def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,
         entries.append({"view": key, "conditions": names,
                         "encoder": cfg.starting_encoder(cond), "recipe": recipe,
                         "epochs": tc.epochs, "batch_size": tc.batch_size, "samples": samples,
-                        "samples_per_s": rate, "gpu_hours": samples / rate / _HOUR})
+                        "samples_per_s": rate, "seeds": seeds,
+                        "gpu_hours": samples * len(seeds) / rate / _HOUR})
     default = recipes.get(cfg.training.recipe) or next(iter(recipes.values()))
     out.training = {
         "train_queries": n, "source": source, "epochs": default.epochs,
         "batch_size": default.batch_size, "gpus": cfg.gpus,
         "samples_per_run": entries[0]["samples"], "runs": entries,
-        "samples": sum(e["samples"] for e in entries),
+        "samples": sum(e["samples"] * len(e["seeds"]) for e in entries),
     }
     out.gpu_hours["training"] = sum(e["gpu_hours"] for e in entries)

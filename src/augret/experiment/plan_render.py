@@ -81,12 +81,13 @@ def render_plan(p: Plan, console: Any = None) -> None:
     tr = p.training
     if tr.get("runs"):
         t = Table(title=f"Training ({_n(tr['train_queries'])} queries per epoch)")
-        for col in ("training run", "conditions", "epochs", "samples", "samples/s",
-                    "GPU-hours"):
-            t.add_column(col, justify="left" if col in ("training run", "conditions")
+        for col in ("training run", "conditions", "seeds", "epochs", "samples per seed",
+                    "samples/s", "GPU-hours"):
+            t.add_column(col, justify="left" if col in ("training run", "conditions", "seeds")
                          else "right")
         for r in tr["runs"]:
-            t.add_row(r["view"], ", ".join(r["conditions"]), str(r["epochs"]),
+            seeds = ", ".join("recipe" if s is None else str(s) for s in r.get("seeds", [None]))
+            t.add_row(r["view"], ", ".join(r["conditions"]), seeds, str(r["epochs"]),
                       _n(r["samples"]), _n(r["samples_per_s"]), _h(r["gpu_hours"]))
         console.print(t)
 

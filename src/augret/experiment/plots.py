@@ -13,7 +13,8 @@ __all__ = ["grouped_bars"]
 def grouped_bars(path: str | Path, labels: Sequence[str],
                  series: Mapping[str, Sequence[float | None]], *, title: str, ylabel: str,
                  marks: Mapping[str, Sequence[bool]] | None = None,
-                 colors: Mapping[str, int] | None = None, zero_line: bool = False) -> Path:
+                 colors: Mapping[str, int] | None = None, zero_line: bool = False,
+                 errors: Mapping[str, Sequence[float | None]] | None = None) -> Path:
     """A grouped bar chart: one group per label, one bar per series (``None``: no bar).
 
     Args:
@@ -26,6 +27,8 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
         colors: Per series, an index into the ``tab10`` palette (keeps a condition's colour
             across charts); default: the series order.
         zero_line: Draw the y = 0 line (delta charts).
+        errors: Per series, error bar half-lengths aligned with ``labels`` (e.g. the sd over
+            seeds; ``None``: no bar).
 
     Returns:
         The written file.
@@ -41,15 +44,19 @@ def grouped_bars(path: str | Path, labels: Sequence[str],
     try:
         cmap = plt.get_cmap("tab10")
         for i, name in enumerate(names):
-            xs, ys, flags = [], [], []
+            xs, ys, flags, errs = [], [], [], []
             for j, v in enumerate(series[name]):
                 if v is None:
                     continue
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(v)
                 flags.append(bool(marks and marks.get(name) and marks[name][j]))
+                err = (errors or {}).get(name)
+                errs.append(err[j] if err is not None and err[j] is not None else 0.0)
             color = cmap((colors or {}).get(name, i) % 10)
-            bars = ax.bar(xs, ys, width * 0.95, label=name, color=color)
+            bars = ax.bar(xs, ys, width * 0.95, label=name, color=color,
+                          yerr=errs if any(errs) else None, capsize=2 if any(errs) else 0,
+                          error_kw={"elinewidth": 0.8})
             for bar, flag in zip(bars, flags, strict=True):
                 if flag:
                     h = bar.get_height()

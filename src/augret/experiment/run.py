@@ -11,14 +11,20 @@ fingerprint, so a rerun after a crash resumes where it stopped)::
                             the same in ``append`` mode into OUT/enhanced-append, for
                             conditions with ``enhance_mode: append`` (store hits: no new
                             generation)
+    enhance-shuffled:<split>-<side>
+                            the negative control: OUT/enhanced's texts permuted across
+                            items into OUT/enhanced-shuffled (``enhance_mode: shuffled``)
     train:<key>             one retriever per distinct training run (starting encoder,
                             recipe and training view), OUT/train/<key> (a crashed run
-                            resumes from its latest checkpoint)
+                            resumes from its latest checkpoint); with ``seeds``, one per
+                            seed: ``train:<key>/seed-<s>``, OUT/train/seed-<s>/<key>
     condition:<name>        embed → index → retrieve → evaluate, OUT/conditions/<name>
                             (``run_mbeir`` with the condition's retriever: dense, bm25 or
-                            hybrid; it also reuses its unchanged stages)
+                            hybrid; it also reuses its unchanged stages); with ``seeds``, a
+                            condition with a trained encoder runs once per seed:
+                            ``condition:<name>/seed-<s>``, OUT/conditions/seed-<s>/<name>
     report                  OUT/report.md, results.json, plots/, and OUT/viewer.html
-                            (baseline vs fully_enhanced, when both exist)
+                            (baseline vs fully_enhanced, when both exist; first seed)
 
 Fingerprints chain: a stage's fingerprint covers its config and its upstream stages'
 fingerprints, so a change re-runs exactly the stages it affects.
@@ -48,6 +54,17 @@ log = logging.getLogger(__name__)
 
 #: ``data_dir`` value that renders the license-clean shapes sample into ``OUT/data``.
 SAMPLE = "sample"
+
+
+def _seeded(name: str, seed: int | None) -> str:
+    """A stage name with its seed (``name/seed-<s>``; unchanged for ``None``)."""
+    return name if seed is None else f"{name}/seed-{seed}"
+
+
+def _seed_dir(name: str, seed: int | None) -> str:
+    """A training or condition directory (``seed-<s>/name``; ``name`` for ``None``): each
+    seed's runs share a folder, apart from the unseeded runs' folders."""
+    return name if seed is None else f"seed-{seed}/{name}"
 
 
 def enhance_stage(split: str, side: str, mode: str) -> str:
@@ -118,10 +135,22 @@ class _Runner:
         try:
             for split, side, mode in self.cfg.enhanced_views():
                 out = dirs.setdefault(mode, self.out / ENHANCED_DIRS[mode])
-                ecfg = dataclasses.replace(self.cfg.enhance, split=split, side=side, mode=mode)
                 files = stage_files(self.cfg, raw, split, side)
-                every = [p for p, _ in select_files(raw, split, side, ecfg.files)]
+                every = [p for p, _ in select_files(raw, split, side, self.cfg.enhance.files)]
                 rel = [str(p.relative_to(raw.root)) for p in files]
+                if mode == "shuffled":  # the control permutes the replace stage's texts
+                    source = self.out / ENHANCED_DIRS["replace"]
+                    fp = fingerprint(self._enhance_fp(split, side, "replace"), "shuffled", rel)
+
+                    def shuffle(out: Path = out, rel: list[str] = rel, source: Path = source
+                                ) -> dict[str, Any]:
+                        from augret.experiment.controls import shuffle_enhanced
+
+                        return shuffle_enhanced(source, out, rel, data_dir=data)
+
+                    self.stage(enhance_stage(split, side, mode), fp, shuffle)
+                    continue
+                ecfg = dataclasses.replace(self.cfg.enhance, split=split, side=side, mode=mode)
                 fp = fingerprint(self.fps["data"], split, side, hash_values(ecfg), rel)
 
                 def work(ecfg: Any = ecfg, out: Path = out,
@@ -141,7 +170,7 @@ class _Runner:
         """One enhancement stage: one ``enhance`` run, restricted to ``only`` (relative
         paths) when the stage reads a subset of what ``enhance`` would select."""
         from augret.enhance import enhance
-        from augret.enhance.item import make_backend
+        from augret.enhance.item import make_backend, resolve_model
 
         if only is not None and not only:
             raise DataNotFoundError(f"{data}: no {ecfg.side} file of split {ecfg.split!r} for "
@@ -150,7 +179,7 @@ class _Runner:
         # the ray engine builds its own in its workers
         local = ecfg.engine == "local"
         if local and self._backend is None:
-            self._backend = make_backend(self.cfg.enhance)
+            self._backend = make_backend(resolve_model(self.cfg.enhance, data))
         if only is not None:
             ecfg = dataclasses.replace(ecfg, files=[glob.escape(r) for r in only])
         report = enhance(data, out, ecfg, backend=self._backend if local else None,
@@ -172,12 +201,14 @@ class _Runner:
         except ImportError:
             return 1
 
-    def train(self, data: Path, enhanced: dict[str, Path]) -> dict[str, Path]:
-        """Train one retriever per distinct training run; returns key → final encoder."""
+    def train(self, data: Path, enhanced: dict[str, Path]
+              ) -> dict[tuple[str, int | None], Path]:
+        """Train one retriever per distinct training run (and seed); returns
+        ``(key, seed)`` → final encoder (seed ``None`` without ``seeds``)."""
         from augret.train import TrainConfig, train
         from augret.train.checkpoint import latest_checkpoint
 
-        encoders: dict[str, Path] = {}
+        encoders: dict[tuple[str, int | None], Path] = {}
         split = self.cfg.splits.train
         trainings = self.cfg.trainings()
         if not trainings:  # zero-shot and bm25 conditions only: no recipe needed
@@ -187,114 +218,164 @@ class _Runner:
             cond = self.cfg.condition(names[0])
             recipe = resolve_recipe(self.cfg, self.config_path, self.cfg.recipe(cond))
             mode = self.cfg.enhance_mode(cond)
-            run_dir = self.out / "train" / key
-            overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
-            tcfg = load_config(TrainConfig, recipe, overrides)
-            params = hash_values(tcfg)  # the data paths: fingerprinted upstream
-            upstream = [self.fps["data"]]
-            upstream += [self._enhance_fp(split, s, mode) for s, v in
-                         (("queries", cond.train_queries), ("candidates", cond.train_corpus))
-                         if v == "enhanced"]
-            if nproc > 1:
-                params["world_size"] = nproc  # the recipe's batch size is per rank
-            fp = fingerprint(upstream, params)
-            name = f"train:{key}"
-            prev = self.state.entry(name)
-
-            def work(tcfg: Any = tcfg, run_dir: Path = run_dir, prev: Any = prev,
-                     fp: str = fp, overrides: dict[str, Any] = overrides,
-                     recipe: Path = recipe) -> dict[str, Any]:
-                same = prev is not None and prev.get("fingerprint") == fp
-                if not same and run_dir.exists():
-                    log.info("%s: inputs changed; starting over", run_dir)
-                    shutil.rmtree(run_dir)
-                ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
-                if ckpt is not None:
-                    log.info("%s: resuming from %s", run_dir, ckpt.name)
+            for seed in self.cfg.seeds_of(cond):
+                run_dir = self.out / "train" / _seed_dir(key, seed)
+                overrides = _train_overrides(self.cfg, cond, data, enhanced.get(mode), run_dir)
+                if seed is not None:
+                    overrides["seed"] = seed
+                tcfg = load_config(TrainConfig, recipe, overrides)
+                params = hash_values(tcfg)  # the data paths: fingerprinted upstream
+                upstream = [self.fps["data"]]
+                upstream += [self._enhance_fp(split, s, mode) for s, v in
+                             (("queries", cond.train_queries),
+                              ("candidates", cond.train_corpus)) if v == "enhanced"]
                 if nproc > 1:
-                    from augret.train.launch import run_torchrun
+                    params["world_size"] = nproc  # the recipe's batch size is per rank
+                fp = fingerprint(upstream, params)
+                name = _seeded(f"train:{key}", seed)
+                prev = self.state.entry(name)
 
-                    summary = run_torchrun(recipe, run_dir, nproc=nproc, overrides=overrides,
-                                           resume=ckpt is not None)
-                else:
-                    summary = train(dataclasses.replace(tcfg, resume=ckpt is not None,
-                                                        progress=self.progress))
-                return {"resumed_from": ckpt.name if ckpt else None,
-                        "step": summary.get("step"), "world_size": nproc}
+                def work(tcfg: Any = tcfg, run_dir: Path = run_dir, prev: Any = prev,
+                         fp: str = fp, overrides: dict[str, Any] = overrides,
+                         recipe: Path = recipe) -> dict[str, Any]:
+                    same = prev is not None and prev.get("fingerprint") == fp
+                    if not same and run_dir.exists():
+                        log.info("%s: inputs changed; starting over", run_dir)
+                        shutil.rmtree(run_dir)
+                    ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
+                    if ckpt is not None:
+                        log.info("%s: resuming from %s", run_dir, ckpt.name)
+                    if nproc > 1:
+                        from augret.train.launch import run_torchrun
 
-            self.stage(name, fp, work)
-            encoders[key] = run_dir / "final"
+                        summary = run_torchrun(recipe, run_dir, nproc=nproc,
+                                               overrides=overrides, resume=ckpt is not None)
+                    else:
+                        summary = train(dataclasses.replace(tcfg, resume=ckpt is not None,
+                                                            progress=self.progress))
+                    return {"resumed_from": ckpt.name if ckpt else None,
+                            "step": summary.get("step"), "world_size": nproc}
+
+                self.stage(name, fp, work)
+                encoders[key, seed] = run_dir / "final"
         return encoders
 
     # ---- conditions ----------------------------------------------------------------------
-    def conditions(self, data: Path, enhanced: dict[str, Path], encoders: dict[str, Path]
-                   ) -> dict[str, Path]:
-        """Embed, index, retrieve and evaluate each condition; returns name → run files."""
+    def conditions(self, data: Path, enhanced: dict[str, Path],
+                   encoders: dict[tuple[str, int | None], Path]
+                   ) -> dict[str, dict[int | None, Path]]:
+        """Embed, index, retrieve and evaluate each condition (once per seed of its trained
+        encoder); returns name → {seed: run files} (seed ``None``: one unseeded run)."""
         from augret.pipeline.mbeir import RunConfig, run_mbeir
 
-        runs: dict[str, Path] = {}
+        runs: dict[str, dict[int | None, Path]] = {}
         split = self.cfg.splits.eval
         for c in self.cfg.conditions:
             key = self.cfg.training_key(c)
-            encoder = None if c.retriever == "bm25" else (
-                str(encoders[key]) if key else self.cfg.starting_encoder(c))
-            rcfg = load_config(RunConfig, None, {**self.cfg.retrieval, "encoder": encoder,
-                                                 "retriever": c.retriever,
-                                                 "pools": self.cfg.pools,
-                                                 "tasks": self.cfg.tasks})
             mode = self.cfg.enhance_mode(c)
             qdir = enhanced[mode] if c.queries == "enhanced" else data
             cdir = enhanced[mode] if c.corpus == "enhanced" else data
-            upstream = [self.fps["data"], self.fps.get(f"train:{key}", encoder)]
-            upstream += [self._enhance_fp(split, s, mode) for s, v in
-                         (("queries", c.queries), ("candidates", c.corpus)) if v == "enhanced"]
-            # the fields the condition's retriever reads; the encoder is in ``upstream``
-            fp = fingerprint(upstream, hash_values(rcfg, scope=c.retriever))
-            name = f"condition:{c.name}"
-            out = self.out / "conditions" / c.name
-            prev = self.state.entry(name)
-            force = prev is None or prev.get("fingerprint") != fp  # e.g. a retrained encoder
+            for seed in self.cfg.seeds_of(c):
+                encoder = None if c.retriever == "bm25" else (
+                    str(encoders[key, seed]) if key else self.cfg.starting_encoder(c))
+                rcfg = load_config(RunConfig, None, {**self.cfg.retrieval, "encoder": encoder,
+                                                     "retriever": c.retriever,
+                                                     "pools": self.cfg.pools,
+                                                     "tasks": self.cfg.tasks})
+                upstream = [self.fps["data"],
+                            self.fps.get(_seeded(f"train:{key}", seed), encoder)]
+                upstream += [self._enhance_fp(split, s, mode) for s, v in
+                             (("queries", c.queries), ("candidates", c.corpus))
+                             if v == "enhanced"]
+                # the fields the condition's retriever reads; the encoder is in ``upstream``
+                fp = fingerprint(upstream, hash_values(rcfg, scope=c.retriever))
+                name = _seeded(f"condition:{c.name}", seed)
+                out = self.out / "conditions" / _seed_dir(c.name, seed)
+                prev = self.state.entry(name)
+                force = prev is None or prev.get("fingerprint") != fp  # e.g. a retrained encoder
 
-            def work(rcfg: Any = rcfg, out: Path = out, qdir: Path = qdir, cdir: Path = cdir,
-                     force: bool = force) -> dict[str, Any]:
-                r = run_mbeir(data, out, rcfg, queries_dir=qdir, corpus_dir=cdir, force=force,
-                              progress=self.progress)
-                return {"run_dir": str(r.run_dir), "pipeline": r.status()}
+                def work(rcfg: Any = rcfg, out: Path = out, qdir: Path = qdir,
+                         cdir: Path = cdir, force: bool = force) -> dict[str, Any]:
+                    r = run_mbeir(data, out, rcfg, queries_dir=qdir, corpus_dir=cdir,
+                                  force=force, progress=self.progress)
+                    return {"run_dir": str(r.run_dir), "pipeline": r.status()}
 
-            self.stage(name, fp, work)
-            runs[c.name] = Path(self.state.entry(name)["run_dir"])
+                self.stage(name, fp, work)
+                runs.setdefault(c.name, {})[seed] = Path(self.state.entry(name)["run_dir"])
         return runs
 
     # ---- report --------------------------------------------------------------------------
-    def report(self, data: Path, enhanced: dict[str, Path], runs: dict[str, Path]) -> None:
-        """The report over every condition and the baseline-vs-fully-enhanced viewer."""
+    def report(self, data: Path, enhanced: dict[str, Path],
+               runs: dict[str, dict[int | None, Path]]) -> None:
+        """The report over every condition and the baseline-vs-fully-enhanced viewer (the
+        first seed's runs)."""
         cfg = self.cfg
         described = {c.name: {"description": c.description, "system": _system(cfg, c)}
                      for c in cfg.conditions}
-        fp = fingerprint([self.fps[f"condition:{c.name}"] for c in cfg.conditions],
-                         cfg.baseline, cfg.name, cfg.pools, described)
+        notices = _report_notices(cfg)
+        fp = fingerprint([self.fps[_seeded(f"condition:{c.name}", s)] for c in cfg.conditions
+                          for s in cfg.seeds_of(c)],
+                         cfg.baseline, cfg.name, cfg.pools, described, notices)
 
         def work() -> dict[str, Any]:
             from augret.experiment.report import write_report
 
-            specs = {c.name: {"run_dir": str(runs[c.name]), "data_dir": str(data),
-                              **described[c.name]} for c in cfg.conditions}
-            r = write_report(self.out, specs, cfg.baseline, title=cfg.name)
+            specs: dict[str, dict[str, Any]] = {}
+            for c in cfg.conditions:
+                seeded = runs[c.name]
+                first = next(iter(seeded.values()))
+                specs[c.name] = {"run_dir": str(first), "data_dir": str(data),
+                                 **described[c.name]}
+                if None not in seeded:
+                    specs[c.name]["seed_runs"] = {str(s): str(d) for s, d in seeded.items()}
+            r = write_report(self.out, specs, cfg.baseline, title=cfg.name, notices=notices)
             info: dict[str, Any] = {"plots": [str(p.relative_to(self.out)) for p in r.plots]}
             if cfg.baseline in runs and "fully_enhanced" in runs:
                 from augret.experiment.viewer import write_viewer
 
                 edir = enhanced.get(cfg.enhance_mode(cfg.condition("fully_enhanced")))
-                v = write_viewer(self.out / "viewer.html", data, runs[cfg.baseline],
-                                 runs["fully_enhanced"],
+                base, full = runs[cfg.baseline], runs["fully_enhanced"]
+                seed = next(iter(full))
+                v = write_viewer(self.out / "viewer.html", data,
+                                 base.get(seed, next(iter(base.values()))), full[seed],
                                  enhanced_dir=edir if edir is not None and edir.is_dir()
                                  else None,
                                  label_a=cfg.baseline, label_b="fully_enhanced",
-                                 pool=cfg.pools[0])
+                                 pool=cfg.pools[0], notice=" ".join(notices) or None,
+                                 title=None if seed is None else
+                                 f"{cfg.baseline} vs fully_enhanced ({cfg.pools[0]} pools, "
+                                 f"training seed {seed})")
                 info["viewer"] = str(v.path.relative_to(self.out))
             return info
 
         self.stage("report", fp, work)
+
+
+def _report_notices(cfg: ExperimentConfig) -> list[str]:
+    """What the report must say first about the models behind its numbers: a simulated VLM
+    (the reference captioner), a random one (a tiny preset), a random-init retriever."""
+    from augret.enhance.tiny import resolve_tiny_preset
+
+    notices = []
+    enhances = bool(cfg.enhanced_views())
+    if enhances and cfg.enhance.backend == "reference":
+        records = ("the shapes world's scene records" if str(cfg.data_dir) == SAMPLE
+                   else f"the records in {cfg.enhance.model}")
+        notices.append(
+            "Simulated world: the enhanced texts come from the reference captioner, a simulated "
+            f"perfect VLM that answers from ground-truth records ({records}), not from a "
+            "model. The numbers show what the method does when the VLM is perfect; they say "
+            "nothing about a real VLM.")
+    elif enhances and cfg.enhance.backend != "openai" and resolve_tiny_preset(cfg.enhance.model):
+        notices.append(
+            f"Smoke run: the VLM ({cfg.enhance.model}) is a randomly initialised tiny model, "
+            "so its text is meaningless and every difference between conditions in this "
+            "report is noise.")
+    if cfg.encoder == "tiny":
+        notices.append(
+            "The retriever is augret's tiny CLIP_SF: randomly initialised, then trained here "
+            "from scratch on the sample; zero_shot is that random initialisation.")
+    return notices
 
 
 def _system(cfg: ExperimentConfig, c: ConditionConfig) -> str:

@@ -166,7 +166,8 @@ def write_viewer(out_html: str | Path, data_dir: str | Path, run_dir_a: str | Pa
                  label_a: str = "A", label_b: str = "B", pool: str = "local",
                  tasks: Iterable[str] | None = None, changed: int = 12, sampled: int = 8,
                  k: int = 5, seed: int = 0, thumb_px: int = 112,
-                 max_bytes: int = 6_000_000, title: str | None = None) -> ViewerSummary:
+                 max_bytes: int = 6_000_000, title: str | None = None,
+                 notice: str | None = None) -> ViewerSummary:
     """Write the side-by-side page of two run directories.
 
     Args:
@@ -187,6 +188,7 @@ def write_viewer(out_html: str | Path, data_dir: str | Path, run_dir_a: str | Pa
         thumb_px: Longest side of the thumbnails.
         max_bytes: Budget of embedded thumbnail data (the page stays openable).
         title: Page title.
+        notice: A banner under the title (e.g. that the enhanced text is simulated).
 
     Raises:
         ConfigError: Bad ``pool`` or ``k``, or the systems share no task.
@@ -220,7 +222,8 @@ def write_viewer(out_html: str | Path, data_dir: str | Path, run_dir_a: str | Pa
     for e in top:
         e.section = "changed"
     shown = top + sorted(sample, key=lambda e: ([t for t, _ in keys].index(e.task), e.qid))
-    ctx = _Context(data, enhanced, pool, k, _Thumbs(thumb_px, max_bytes), label_a, label_b)
+    ctx = _Context(data, enhanced, pool, k, _Thumbs(thumb_px, max_bytes), label_a, label_b,
+                   notice)
     ctx.load(shown, run_dir_a, run_dir_b)
     from augret.experiment.viewer_html import render_page
 
@@ -245,6 +248,7 @@ class _Context:
     thumbs: _Thumbs
     label_a: str
     label_b: str
+    notice: str | None = None
     runs: dict[tuple[str, str], Run] = field(default_factory=dict)
     raw_queries: dict[str, Query] = field(default_factory=dict)
     enh_queries: dict[str, Query] = field(default_factory=dict)

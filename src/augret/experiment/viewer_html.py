@@ -14,6 +14,7 @@ body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;b
 color:#1d232b}
 header.top{background:#1d2b3a;color:#fff;padding:14px 22px}header.top h1{margin:0;font-size:20px}
 header.top p{margin:4px 0 0;color:#c9d3de;font-size:13px}
+header.top p.notice{color:#ffe066;font-weight:600}
 main{padding:14px 22px;max-width:1500px}
 table.sum{border-collapse:collapse;background:#fff;margin:8px 0 18px}
 table.sum td,table.sum th{border:1px solid #d5d9e0;padding:4px 10px;text-align:right}
@@ -70,9 +71,16 @@ def _cand(ctx: Any, did: str, size: int) -> str:
     if text:
         parts.append(f"<div>{escape(text[:300])}</div>")
     if vlm and vlm != text:
-        parts.append(f'<div class="cap">VLM: {escape(vlm[:300])}</div>')
+        who = _source(enh if enh is not None else c)
+        parts.append(f'<div class="cap">{who}: {escape(vlm[:300])}</div>')
     parts.append(f'<div class="meta">{escape(did)} · {escape(c.modality)}</div></div>')
     return "".join(parts)
+
+
+def _source(record: Any) -> str:
+    """Who wrote an enhanced text: ``VLM``, or the simulated reference captioner."""
+    info = record.extra.get("enhancement") or {}
+    return "reference (simulated VLM)" if info.get("simulated") else "VLM"
 
 
 def _ranking(ctx: Any, system: str, e: Any, positives: set[str]) -> str:
@@ -99,7 +107,8 @@ def _query_block(ctx: Any, e: Any) -> str:
     lines = [f'<div><span class="lab">query</span>{escape(raw_text) or "<i>(image only)</i>"}'
              "</div>"]
     if enh is not None and (enh.query_txt or "") != raw_text:
-        lines.append(f'<div class="rw"><span class="lab">rewritten</span>'
+        who = "reference" if _source(enh) != "VLM" else "rewritten"
+        lines.append(f'<div class="rw"><span class="lab">{who}</span>'
                      f'{escape(enh.query_txt or "")}</div>')
     status = (enh.extra.get("enhancement") or {}).get("status") if enh is not None else None
     meta = f"{escape(raw.query_modality)}" + (f" · enhancement: {escape(status)}" if status else "")
@@ -174,5 +183,7 @@ def render_page(ctx: Any, shown: list[Any], means: dict[str, tuple[float, float,
             f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
             f'<header class="top"><h1>{escape(title)}</h1><p>A = {escape(ctx.label_a)}, '
             f"B = {escape(ctx.label_b)} · top {ctx.k} per system · green: relevant (qrels) · "
-            f"{ctx.pool} pools · data {escape(str(ctx.data.root))}{omitted}</p></header>"
+            f"{ctx.pool} pools · data {escape(str(ctx.data.root))}{omitted}</p>"
+            + (f'<p class="notice">{escape(ctx.notice)}</p>' if ctx.notice else "")
+            + "</header>"
             f"<main>{_summary(ctx, means)}<nav>{nav}</nav>{''.join(body)}</main></body></html>\n")
