@@ -376,3 +376,13 @@ def test_plan_counts_only_the_selected_tasks(sample_copy):
     assert cands == sorted(str(f.relative_to(sample_copy))
                            for f in (sample_copy / "cand_pool/local").glob("*.jsonl"))
     assert len(cands) == 6
+
+
+def test_plan_of_the_reference_backend_needs_no_gpu(sample_copy):
+    """The main job's simulated VLM answers from records: no enhancement GPU-hours."""
+    qs = PAPER.parent / "quickstart.yaml"
+    p = plan(load_config(ExperimentConfig, qs, {"data_dir": str(sample_copy)}), fast=True,
+             config_path=qs)
+    assert p.enhancement["generate"] > 0 and p.gpu_hours["enhancement"] == 0.0
+    assert any("simulated perfect VLM" in n for n in p.notes)
+    assert p.training["samples"] == 5 * 3 * p.training["runs"][0]["samples"]  # views × seeds

@@ -21,12 +21,14 @@ from augret.experiment.state import STATE_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+SMOKE = ROOT / "configs" / "smoke-tiny-vlm.yaml"
 
 
 def _small_config(tmp_path: Path, **training: object) -> Path:
-    """The quickstart reduced to two conditions, two tasks, local pools and a few steps
-    (``training``: more overrides of the recipe)."""
+    """The quickstart reduced to two conditions, two tasks, local pools, a few steps and one
+    training run per condition (``training``: more overrides of the recipe)."""
     raw = yaml.safe_load(QUICKSTART.read_text("utf-8"))
+    raw.pop("seeds")
     raw["training"]["recipe"] = str(ROOT / "configs" / "train-tiny.yaml")
     raw["training"]["overrides"].update({"max_steps": 4, "save_every": 2, "batch_size": 16,
                                          **training})
@@ -145,20 +147,28 @@ def test_changed_condition_config_reruns_only_downstream(tmp_path: Path) -> None
 
 def test_shipped_configs_load() -> None:
     paper = load_config(ExperimentConfig, ROOT / "configs" / "mbeir-paper.yaml")
+    smoke = load_config(ExperimentConfig, SMOKE)
     qs = load_config(ExperimentConfig, QUICKSTART)
-    assert str(qs.data_dir) == "sample"
-    for cfg in (paper, qs):
+    assert str(qs.data_dir) == str(smoke.data_dir) == "sample"
+    for cfg in (paper, smoke, qs):
         assert [c.name for c in cfg.conditions][:6] == list(PAPER_CONDITIONS)
+    for cfg in (paper, smoke):
         assert {c.retriever for c in cfg.conditions} == {"dense", "bm25", "hybrid"}
         assert "append" in {cfg.enhance_mode(c) for c in cfg.conditions}
-    # the quickstart's extras need no training beyond the six paper conditions' four runs
-    assert len(qs.trainings()) == 4 and len(qs.conditions) == 10
+    # the smoke run's extras need no training beyond the six paper conditions' four runs
+    assert len(smoke.trainings()) == 4 and len(smoke.conditions) == 10 and smoke.seeds is None
+    assert smoke.enhance.backend == "transformers" and smoke.enhance.model == "tiny"
+    # the main job: the simulated perfect VLM, three seeds, the shuffled control
+    assert qs.enhance.backend == "reference" and qs.seeds == [0, 1, 2]
+    assert qs.enhance_mode(qs.condition("shuffled_control")) == "shuffled"
+    assert len(qs.trainings()) == 5
 
 
-def test_quickstart_with_extras_reports_every_condition(tmp_path: Path) -> None:
-    """Every condition of configs/quickstart.yaml (the paper's six and the extras) on a
-    smaller sample, two tasks and two training steps."""
-    raw = yaml.safe_load(QUICKSTART.read_text("utf-8"))
+def test_smoke_config_with_extras_reports_every_condition(tmp_path: Path) -> None:
+    """Every condition of configs/smoke-tiny-vlm.yaml (the paper's six and the extras, the
+    random tiny VLM) on a smaller sample, two tasks and two training steps; its report opens
+    with the banner that its differences are noise."""
+    raw = yaml.safe_load(SMOKE.read_text("utf-8"))
     raw["training"]["recipe"] = str(ROOT / "configs" / "train-tiny.yaml")
     raw["training"]["overrides"].update({"max_steps": 2, "save_every": 2, "batch_size": 8})
     raw["enhance"].update({"query_tokens": 4, "candidate_tokens": 4,
@@ -196,6 +206,9 @@ def test_quickstart_with_extras_reports_every_condition(tmp_path: Path) -> None:
     assert ("| inference_only_append | dense, trained q-raw_c-raw; queries enhanced-append, "
             "corpus enhanced-append |") in report
     assert (out / "viewer.html").is_file()
+    assert report.startswith("# smoke-tiny-vlm\n\n> **Smoke run: the VLM (tiny) is a randomly "
+                             "initialised tiny model") and "every difference" in report
+    assert "Smoke run" in results["notices"][0]
     pipeline = json.loads((out / "conditions/bm25_raw/pipeline.json").read_text("utf-8"))
     assert pipeline["retriever"] == "bm25"
     assert not any(s.startswith("embed") for s in pipeline["stages"])

@@ -71,12 +71,17 @@ def info(data_dir: Path, split: str, as_json: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Directory to write the sample into.")
 def sample(out_dir: Path, config: ConfigArgs) -> None:
-    """Render the license-clean shapes-world sample as an M-BEIR directory."""
-    from augret.data.sample import write_sample
+    """Render the license-clean shapes-world sample as an M-BEIR directory.
+
+    Its texts leave out what its images show, as M-BEIR's do; scenes.jsonl holds the ground
+    truth of every image (what `augret enhance --backend reference` answers from).
+    """
+    from augret.data.sample import SCENES_FILE, write_sample
 
     cfg = config.load()
     s = write_sample(out_dir, seed=cfg.seed, reps=cfg.reps, train_reps=cfg.train_reps)
-    click.echo(f"wrote {s.root}: {s.images} images, queries {s.queries}, pools {s.pools}")
+    click.echo(f"wrote {s.root}: {s.images} images (ground truth in {SCENES_FILE}), queries "
+               f"{s.queries}, pools {s.pools}")
 
 
 @mbeir.command()

@@ -214,6 +214,10 @@ def _enhancement(cfg: ExperimentConfig, out: Plan, scanner: KeyScanner, policy: 
         "gpu_hours_max": maximal / tps / _HOUR,
     }
     out.gpu_hours["enhancement"] = expected / tps / _HOUR
+    if cfg.enhance.backend == "reference":  # answers from records: no model runs
+        out.gpu_hours["enhancement"] = out.enhancement["gpu_hours_max"] = 0.0
+        out.notes.append("the reference backend is a simulated perfect VLM (records, no "
+                         "model): its enhancement needs no GPU")
     if out.enhancement["missing_images"]:
         out.notes.append(f"{out.enhancement['missing_images']} image file(s) missing on disk "
                          f"({out.enhancement['missing_image_rows']} rows); they would fail "
