@@ -226,14 +226,17 @@ def test_global_union_file_is_embedded_as_pools_union(sample_dir: Path, tmp_path
     src = tmp_path / "data"
     (src / "cand_pool/global").mkdir(parents=True)
     data = MBEIRDir(sample_dir)
+    rows = 0
     with (src / "cand_pool/global/mbeir_union_test_cand_pool.jsonl").open("w") as f:
         for name in ("webqa_task1", "oven_task8"):
-            f.write(data.pool_file(name).read_text())
+            text = data.pool_file(name).read_text()
+            f.write(text)
+            rows += len(text.splitlines())
     (src / "augret.json").write_text(json.dumps({"image_root": str(sample_dir)}))
     meta = embed_dir(src, tmp_path / "emb", _cfg(queries=False, pools=["union"]),
                      encoder=tiny_encoder, progress=False)
     assert meta["union"] == ["pools/union"] and list(meta["entries"]) == ["pools/union"]
-    assert meta["entries"]["pools/union"]["rows"] == 12
+    assert meta["entries"]["pools/union"]["rows"] == rows == 72
 
 
 def test_real_mini_mscoco(shared_data: Path, tmp_path: Path, tiny_encoder) -> None:

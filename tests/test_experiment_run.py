@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from augret.config import load_config
@@ -217,19 +216,6 @@ def test_smoke_config_with_extras_reports_every_condition(tmp_path: Path) -> Non
     ok = [r for r in append if r["enhancement"]["status"] == "ok"]
     assert ok and all(r["enhancement"]["mode"] == "append" for r in ok)
     assert all(r["query_txt"].startswith(r["query_txt_raw"].rstrip(".?")) for r in ok)
-
-
-@pytest.mark.slow
-def test_quickstart_full(tmp_path: Path) -> None:
-    out = tmp_path / "qs"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, "-m", "augret", "experiment", str(QUICKSTART),
-                    "--out", str(out)], env=env, cwd=ROOT, check=True)
-    results = json.loads((out / "results.json").read_text("utf-8"))
-    cfg = load_config(ExperimentConfig, QUICKSTART)
-    assert list(results["conditions"]) == [c.name for c in cfg.conditions]
-    assert all(c["table"]["rows"] for c in results["conditions"].values())
-    assert (out / "viewer.html").is_file() and (out / "plots").is_dir()
 
 
 def test_relative_output_dir_through_the_cli(tmp_path: Path, monkeypatch) -> None:

@@ -125,8 +125,8 @@ def test_bm25_and_hybrid_share_stages(sample_dir, tmp_path):
     from augret.serve import Searcher
 
     s = Searcher.open(out / "index" / "dense", bm25_dir=out / "index" / "bm25", device="cpu")
-    assert s.kind == "hybrid" and len(s.catalog) == 228
-    assert s.search("Which shape has three sides?", k=3).hits
+    assert s.kind == "hybrid" and len(s.catalog) == 288
+    assert s.search("Which emblem did the weavers of Harrow adopt?", k=3).hits
 
 
 def test_mini_mbeir_mscoco(shared_data, tmp_path):

@@ -91,7 +91,7 @@ def test_quickstart_shows_the_planted_effect(tmp_path: Path) -> None:
     """The README's main job as a user runs it."""
     out = tmp_path / "qs"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, "-m", "augret.cli.experiment_run_cmd", str(QUICKSTART),
+    subprocess.run([sys.executable, "-m", "augret", "experiment", str(QUICKSTART),
                     "--out", str(out)], env=env, cwd=ROOT, check=True)
     results = json.loads((out / "results.json").read_text("utf-8"))
     assert [e["seed"] for e in results["conditions"]["baseline"]["seeds"]] == [0, 1, 2]
@@ -101,4 +101,7 @@ def test_quickstart_shows_the_planted_effect(tmp_path: Path) -> None:
         "Does training on enhanced data beat the raw baseline?",
         "Does inference-only enhancement fall short of training on it?",
         "Which task types gain from query versus corpus enhancement?"]
-    assert (out / "viewer.html").is_file()
+    cfg = load_config(ExperimentConfig, QUICKSTART)
+    assert list(results["conditions"]) == [c.name for c in cfg.conditions]
+    assert all(c["table"]["rows"] for c in results["conditions"].values())
+    assert (out / "viewer.html").is_file() and (out / "plots").is_dir()

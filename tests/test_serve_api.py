@@ -55,7 +55,7 @@ def _pool_image(idx):
 def test_health_page_and_assets(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["retriever"] == "dense"
-    assert health["items"] == 228 and health["encoder"] == "tiny"
+    assert health["items"] == 288 and health["encoder"] == "tiny"
     assert health["max_k"] == 50 and health["auth"] is False and "cirr_task7" in health["tasks"]
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -71,7 +71,7 @@ def test_upload_type_submit_and_see_results(driver, tmp_path, tiny_encoder, shap
     with LiveServer(create_app(searcher)) as live:
         driver.get(live.url + "/")
         info = driver.find_element(By.ID, "index-info")
-        _wait(lambda: "228 items" in info.text, what="the index description")
+        _wait(lambda: "288 items" in info.text, what="the index description")
         assert "dense retrieval" in info.text and "fake-vlm" in info.text
 
         # nothing to search: the page says so, no request is sent

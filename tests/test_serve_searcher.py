@@ -97,7 +97,7 @@ def test_modality_filter_and_k_larger_than_the_pool(dense, idx):
     res = dense.search(AdhocQuery(text="a circle", modality="image"), k=5)
     assert len(res.hits) == 5 and {h.modality for h in res.hits} == {"image"}
     everything = dense.search("a circle", k=10_000)
-    assert len(everything.hits) == len(dense.catalog) == 228
+    assert len(everything.hits) == len(dense.catalog) == 288
 
 
 def test_bm25_and_hybrid(idx, tiny_encoder):
@@ -107,12 +107,12 @@ def test_bm25_and_hybrid(idx, tiny_encoder):
 
     bm25 = Searcher.open(idx.bm25)
     assert bm25.kind == "bm25" and bm25.instruction_mode == "none"
-    q = AdhocQuery(text="Which shape has three sides?", task="webqa_task1")
+    q = AdhocQuery(text="Which emblem did the weavers of Harrow adopt?", task="webqa_task1")
     res = bm25.search(q, k=5)
-    want = bm25.bm25.search(["Which shape has three sides?"], 5)
+    want = bm25.bm25.search(["Which emblem did the weavers of Harrow adopt?"], 5)
     keep = want.rows[0] >= 0
     assert [h.id for h in res.hits] == want.ids[0][keep].tolist()
-    assert res.hits[0].text.startswith("A triangle")
+    assert "the weavers guild of Harrow" in res.hits[0].text
     assert res.instruction is None  # BM25 searches the text without instruction
     with pytest.raises(ConfigError, match="BM25"):
         bm25.search(AdhocQuery(image=png()), k=3)
@@ -144,7 +144,7 @@ def test_pick_index_and_pools(idx, tiny_encoder):
         pick_index(idx.dense, "nope")
     local = Searcher.open(idx.dense, pool="webqa_task1", encoder=tiny_encoder)
     res = local.search("a circle", k=50)
-    assert len(res.hits) == 6 and {h.modality for h in res.hits} == {"text"}
+    assert len(res.hits) == 36 and {h.modality for h in res.hits} == {"text"}
     with pytest.raises(ConfigError, match="one dense and one BM25"):
         Searcher.open(idx.dense, bm25_dir=idx.dense, encoder=tiny_encoder)
 

@@ -62,7 +62,8 @@ def load_mix(image: bytes) -> list[dict[str, Any]]:
     b64 = base64.b64encode(image).decode()
     return [
         {"json": {"text": "a small red circle on a white background", "k": 10}},
-        {"json": {"text": "Which shape has three sides?", "task": "webqa_task1", "k": 5}},
+        {"json": {"text": "Which emblem did the weavers of Harrow adopt?",
+                  "task": "webqa_task1", "k": 5}},
         {"json": {"image": b64, "k": 10, "modality": "image"}},
         {"files": {"image": ("q.png", image, "image/png")},
          "data": {"text": "Make it blue.", "task": "cirr_task7", "k": "10"}},

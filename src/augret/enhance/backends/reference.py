@@ -31,7 +31,9 @@ route                               answer
                                     this route sends no image (as to a real VLM)
 ==================================  ======================================================
 
-Outputs are keyed and stored like any backend's; the model id
+The records are held in memory (one entry per image digest or item id). Outputs are keyed
+and stored like any backend's, by content: items with the same route, text and image share
+one output, so annotations should not give such items different texts. The model id
 (``reference:<file name>@<content digest>``) changes when the records do. Every output it
 writes is marked ``"simulated": true`` (see :data:`SIMULATED_NOTE`). An item without a record
 fails with that reason, like any failed generation.
