@@ -28,8 +28,9 @@ def _delta(comp: dict[str, Any] | None, scale: float = 100.0) -> str:
     return f" ({scale * comp['delta']:+.1f}{'*' if comp['effect'] else ''})"
 
 
-def _seed_values(values: list[float | None]) -> str:
-    return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
+def _seed_values(values: list[float | None], *, signed: bool = False) -> str:
+    fmt = "{:+.1f}" if signed else "{:.1f}"
+    return " / ".join("–" if v is None else fmt.format(v) for v in values)
 
 
 def _tasks(data: dict[str, Any], pool: str) -> list[Any]:
@@ -102,13 +103,14 @@ def _comparison_tables(data: dict[str, Any]) -> str:
             if a:
                 out.append(f"- {pool} average: {a['a']:.1f} → {a['b']:.1f}, Δ "
                            f"{a['delta']:+.1f}{'*' if a['effect'] else ''} (per seed "
-                           f"{_seed_values(a['seed_deltas'])}; p = {a['p_value']:.3g})")
+                           f"{_seed_values(a['seed_deltas'], signed=True)}; "
+                           f"p = {a['p_value']:.3g})")
         out += ["", "| Task | Dataset | Pool | Metric | " + f"{base} | {name} | Δ | p | "
                 "Δ per seed | queries |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for c in cs:
             t = next(x for x in MBEIR_TEST_TASKS if x.name == c["task"])
             star = "*" if c["effect"] else ""
-            per_seed = _seed_values([100 * d for d in c["seed_deltas"]])
+            per_seed = _seed_values([100 * d for d in c["seed_deltas"]], signed=True)
             out.append(f"| {t.task.paper_number} {t.task.short} | {t.dataset.name} | "
                        f"{c['pool']} | {c['metric']} | {100 * c['a']:.1f} | {100 * c['b']:.1f} "
                        f"| {100 * c['delta']:+.1f}{star} | {c['p_value']:.3g} | {per_seed} | "
