@@ -61,7 +61,7 @@ def test_report_tables_tests_plots_and_ablations(sample_dir, runs, tmp_path):
         data["conditions"]["corpus_enhanced"]["table"]["average"]["local"] -
         table["average"]["local"])
     # one run per condition: the ablation answers name the significant rows, but training
-    # noise is not measured, so none is called a gain (tests/test_report_seeds.py: seeds)
+    # noise is not measured, so none is called a gain (tests/test_experiment_seeds.py: seeds)
     ab = data["ablations"]
     assert ab["corpus"]["gains"] == [] and ab["corpus"]["seeds"] == 1
     assert {(g["task"], g["pool"]) for g in ab["corpus"]["not_effects"]} == {
