@@ -42,9 +42,47 @@ def _show_built(dirs: dict[str, Path]) -> None:
     _console().print(table)
 
 
+def _memory_cells(meta: dict, path: Path) -> list[str]:
+    """The fp32, fp16, RAM, mapped, GPU and per-GPU cells of an index (vectors only)."""
+    from augret.experiment.plan_render import human_bytes
+    from augret.formats.indexes import payload_path
+    from augret.index.backends import backend_of
+
+    backend = backend_of(meta, path=path)
+    if backend.memory is None:  # e.g. BM25: its files, loaded
+        payload = payload_path(path, meta["kind"])
+        files = payload.rglob("*") if payload.is_dir() else [payload]
+        return ["-", "-", human_bytes(sum(f.stat().st_size for f in files if f.is_file())),
+                "-", "-", "-"]
+    m = backend.memory(meta, path)
+    return [human_bytes(m.fp32 or 0), human_bytes(m.fp16 or 0), human_bytes(m.ram),
+            human_bytes(m.mapped) if m.mapped else "-",
+            "-" if m.gpu is None else human_bytes(m.gpu),
+            human_bytes(m.gpu_per_device) if m.gpu_per_device else "-"]
+
+
+def _show_memory(dirs: dict[str, Path]) -> None:
+    from rich.table import Table
+
+    from augret.formats.indexes import read_meta
+
+    table = Table(title="search memory of the vectors (RAM: a CPU search; mapped: read from "
+                        "the index directory through the page cache, never copied; GPU: all "
+                        "GPUs together, plus the per-GPU block)")
+    for col in ("pool", "kind", "rows x dim", "fp32", "fp16", "RAM", "mapped", "GPU",
+                "per GPU"):
+        table.add_column(col, justify="left" if col in ("pool", "kind") else "right")
+    for pool, path in dirs.items():
+        meta = read_meta(path)
+        table.add_row(pool, meta["kind"],
+                      f"{meta.get('count', 0):,} x {meta.get('dimension', '-')}",
+                      *_memory_cells(meta, path))
+    _console().print(table)
+
+
 @click.group()
 def index() -> None:
-    """Build dense (FAISS) and BM25 indexes; fuse run directories."""
+    """Build dense (FAISS, flat16) and BM25 indexes; fuse run directories."""
 
 
 @config_command("build", group=index, config="augret.index.config:IndexConfig", flags=(
@@ -70,7 +108,8 @@ def index() -> None:
 def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: bool,
           config: ConfigArgs, modalities: bool | None, data_dir: Path | None,
           force: bool, no_progress: bool) -> None:
-    """Build dense FAISS indexes from the pool entries of EMB_DIR."""
+    """Build dense indexes (FAISS kinds, or the exact flat16) from the pool entries of
+    EMB_DIR."""
     from augret.index.build import build_indexes
 
     dirs = build_indexes(emb_dir, out_dir, config.load(), pool=_target(pool, union, all_),
@@ -106,7 +145,10 @@ def bm25(data_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: boo
 @click.argument("index_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print meta.json as JSON.")
 def info(index_dir: Path, as_json: bool) -> None:
-    """Describe INDEX_DIR (an index directory or a root of them)."""
+    """Describe INDEX_DIR (an index directory or a root of them), with the memory a search
+    of each index needs: the vectors as float32 and float16, the RAM of a CPU search (flat16:
+    one block, plus the float16 vectors memory-mapped from disk) and the GPU memory of a GPU
+    search."""
     from augret.formats.indexes import index_dirs, read_meta
 
     dirs = index_dirs(index_dir)
@@ -114,6 +156,7 @@ def info(index_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps({p: read_meta(d) for p, d in dirs.items()}, indent=2))
         return
     _show_built(dirs)
+    _show_memory(dirs)
 
 
 @index.command("fuse")
@@ -142,7 +185,8 @@ def fuse(run_dirs: tuple[Path, ...], out_dir: Path, weights: str | None, rrf_k: 
 
 @config_command(config="augret.index.config:SearchConfig", flags=(
     flag("--k"), flag("--batch-size"), flag("--filter-modality"), flag("--nprobe"),
-    flag("--ef-search"), flag("--gpu"), flag("--threads"), flag("--tag")))
+    flag("--ef-search"), flag("--gpu"), flag("--device"), flag("--block-mb"),
+    flag("--threads"), flag("--tag")))
 @click.argument("queries", type=click.Path(path_type=Path))
 @click.option("--index", "index_path", required=True, type=click.Path(path_type=Path),
               help="Index directory or root of them (<pool>/, union/).")

@@ -8,7 +8,8 @@ Layout::
       ids.txt          row -> id, one per line (row i is line i+1)
       modalities.npy   optional int8 per row, codes into augret.data.ids.MODALITIES
       config.yaml      the resolved build config
-      index.faiss      dense kinds: the FAISS index           (written by augret.index.dense)
+      index.faiss      FAISS kinds: the FAISS index           (written by augret.index.dense)
+      vectors/         kind "flat16": float16 shards          (written by augret.index.flat16)
       bm25/            kind "bm25": the bm25s files           (written by augret.index.bm25)
 
 This module writes and reads ``meta.json``, ``ids.txt`` and ``modalities.npy`` and says where
@@ -34,6 +35,7 @@ __all__ = [
     "FAISS_FILE",
     "FORMAT",
     "META_FILE",
+    "VECTORS_DIR",
     "begin_write",
     "index_dirs",
     "payload_path",
@@ -53,11 +55,15 @@ IDS_FILE = "ids.txt"
 MODALITIES_FILE = "modalities.npy"
 FAISS_FILE = "index.faiss"
 BM25_DIR = "bm25"
+VECTORS_DIR = "vectors"
+#: Payloads of the kinds that do not keep one ``index.faiss``.
+_PAYLOADS = {"bm25": BM25_DIR, "flat16": VECTORS_DIR}
 
 
 def payload_path(index_dir: str | Path, kind: str) -> Path:
-    """Where an index kind's payload lives: ``bm25/`` for BM25, ``index.faiss`` otherwise."""
-    return Path(index_dir) / (BM25_DIR if kind == "bm25" else FAISS_FILE)
+    """Where an index kind's payload lives: ``bm25/`` for BM25, ``vectors/`` for flat16,
+    ``index.faiss`` otherwise."""
+    return Path(index_dir) / _PAYLOADS.get(kind, FAISS_FILE)
 
 
 def begin_write(out_dir: Path) -> None:

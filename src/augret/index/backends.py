@@ -6,19 +6,20 @@ Every backend is a peer behind the same three calls of :mod:`augret.index`:
 (:func:`backend_of`), and :func:`~augret.index.search_to_run_dir` opens the queries the
 backend searches (:attr:`IndexBackend.queries`) and searches its loaded indexes.
 
-=========  =======================================  ======================  ============
-backend    kinds (``meta.json``)                    build config            queries
-=========  =======================================  ======================  ============
-``faiss``  ``flat``, ``ivf``, ``hnsw``, ``ivfpq``,  :class:`IndexConfig`    embedded
-           ``pq``
-``bm25``   ``bm25``                                 :class:`BM25Config`     texts
-=========  =======================================  ======================  ============
+==========  =======================================  ======================  ============
+backend     kinds (``meta.json``)                    build config            queries
+==========  =======================================  ======================  ============
+``faiss``   ``flat``, ``ivf``, ``hnsw``, ``ivfpq``,  :class:`IndexConfig`    embedded
+            ``pq``
+``flat16``  ``flat16``                               :class:`IndexConfig`    embedded
+``bm25``    ``bm25``                                 :class:`BM25Config`     texts
+==========  =======================================  ======================  ============
 
 A new backend (a vector database, another exact kind) is one more :class:`IndexBackend` in
 :data:`BACKENDS`. Its index directories record ``"backend": "<name>"`` in ``meta.json``; a
 directory without it belongs to the first registered backend that has its ``kind``. When
 it shares a build config class with another backend, that config names it in a ``backend``
-field.
+field, or its ``kind`` is one only this backend builds (``IndexConfig(kind="flat16")``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any
 
 from augret.errors import ConfigError, DataFormatError
 from augret.formats.indexes import read_meta
-from augret.index import bm25, dense
-from augret.index.config import DENSE_KINDS, BM25Config, IndexConfig
+from augret.index import bm25, dense, flat16
+from augret.index.config import DENSE_KINDS, FLAT16_KINDS, BM25Config, IndexConfig
+from augret.index.memory import MemoryNeeds
 from augret.index.pools import embedded_pools
 from augret.index.queries import EmbeddedQueries, QuerySource, TextQueries
 
@@ -56,6 +58,8 @@ class IndexBackend:
             other backends are ignored.
         queries: ``(queries_path, *, field, index_path) -> QuerySource``: the queries its
             indexes search.
+        memory: ``(meta, path) -> MemoryNeeds``: what searching one of its indexes holds
+            (``augret index info``); ``None``: its payload's size on disk.
     """
 
     name: str
@@ -66,6 +70,7 @@ class IndexBackend:
     options: tuple[str, ...]
     load: Callable[..., Any]
     queries: Callable[..., QuerySource]
+    memory: Callable[[dict[str, Any], Path], MemoryNeeds] | None = None
 
 
 def _embedded_queries(path: str | Path, *, field: str, index_path: str | Path
@@ -82,7 +87,11 @@ BACKENDS: dict[str, IndexBackend] = {
     "faiss": IndexBackend(
         name="faiss", kinds=DENSE_KINDS, config=IndexConfig, pools=embedded_pools,
         build=dense.build_pool_index, options=("modalities", "data_dir"),
-        load=dense.DenseIndex.load, queries=_embedded_queries),
+        load=dense.DenseIndex.load, queries=_embedded_queries, memory=dense.memory_needs),
+    "flat16": IndexBackend(
+        name="flat16", kinds=FLAT16_KINDS, config=IndexConfig, pools=embedded_pools,
+        build=flat16.build_pool_index, options=("modalities", "data_dir"),
+        load=flat16.Flat16Index.load, queries=_embedded_queries, memory=flat16.memory_needs),
     "bm25": IndexBackend(
         name="bm25", kinds=("bm25",), config=BM25Config, pools=bm25.text_pools,
         build=bm25.build_bm25_index, options=(), load=bm25.BM25Index.load,
@@ -92,7 +101,7 @@ BACKENDS: dict[str, IndexBackend] = {
 
 def backend_for(cfg: Any) -> IndexBackend:
     """The backend a build config builds with: the one its ``backend`` field names, else the
-    one whose config class it is.
+    one whose config class it is (of several, the one that builds its ``kind``).
 
     Raises:
         ConfigError: No such backend, or no backend takes this config.
@@ -102,9 +111,13 @@ def backend_for(cfg: Any) -> IndexBackend:
         if name not in BACKENDS:
             raise ConfigError(f"unknown index backend {name!r}; known: {sorted(BACKENDS)}")
         return BACKENDS[name]
-    for backend in BACKENDS.values():
-        if isinstance(cfg, backend.config):
+    takers = [b for b in BACKENDS.values() if isinstance(cfg, b.config)]
+    kind = getattr(cfg, "kind", None)
+    for backend in takers:
+        if kind in backend.kinds:
             return backend
+    if takers:
+        return takers[0]
     raise ConfigError(f"no index backend is built from a {type(cfg).__name__}")
 
 
@@ -133,11 +146,13 @@ def load_index(path: str | Path, **options: Any) -> Any:
     Args:
         path: The index directory.
         **options: Passed to the backend's loader (e.g. ``gpu="off"``, ``nprobe=64`` for
-            FAISS; ``mmap=True`` for BM25); options of other backends are ignored.
+            FAISS; ``device="cuda"``, ``block_mb=512`` for flat16; ``mmap=True`` for BM25);
+            options of other backends are ignored.
 
     Returns:
         The backend's index (:class:`~augret.index.dense.DenseIndex`,
-        :class:`~augret.index.bm25.BM25Index`): ``meta``, ``ids`` and
+        :class:`~augret.index.flat16.Flat16Index`, :class:`~augret.index.bm25.BM25Index`):
+        ``meta``, ``ids`` and
         ``search(queries, k, ...)`` returning a :class:`~augret.index.search.SearchResult`.
 
     Raises:

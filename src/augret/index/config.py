@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from augret.config import check_choices, check_min, option
 from augret.errors import ConfigError
 
-__all__ = ["BM25Config", "IndexConfig", "SearchConfig", "check_gpu_mode"]
+__all__ = ["BM25Config", "IndexConfig", "SearchConfig", "check_gpu_mode", "search_device"]
 
-IndexKind = Literal["flat", "ivf", "hnsw", "ivfpq", "pq"]
+IndexKind = Literal["flat", "flat16", "ivf", "hnsw", "ivfpq", "pq"]
 GpuMode = Literal["auto", "on", "off"]
 DENSE_KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw", "ivfpq", "pq")
+#: The kinds of the flat16 backend (augret.index.flat16).
+FLAT16_KINDS: tuple[str, ...] = ("flat16",)
+#: Valid search ``device`` values (flat16 indexes).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+(,\d+)*)?)$")
 #: Hash scope of an experiment condition's fingerprint of its dense or hybrid retrieval: it
 #: takes every IndexConfig field (:func:`augret.config.hash_values`).
 _RETRIEVAL_SCOPES = ("dense", "hybrid")
@@ -24,17 +29,26 @@ def check_gpu_mode(value: str) -> None:
         raise ConfigError(f"gpu must be 'auto', 'on' or 'off', got {value!r}")
 
 
+def search_device(device: str) -> str:
+    """The flat16 search device that goes with an encoder device: the same when it is one
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``), else ``cpu`` (e.g. ``mps``)."""
+    return device if DEVICE_PATTERN.match(device) else "cpu"
+
+
 @dataclass(frozen=True)
 class IndexConfig:
-    """How a dense (FAISS) index is built.
+    """How a dense index is built (FAISS, or the exact flat16 kind).
 
     All indexes use inner product on L2-normalised vectors (cosine), as UniIR.
     """
 
     kind: IndexKind = option(
-        "flat", help="flat (exact; UniIR's IDMap,Flat, the only kind for M-BEIR numbers), ivf "
-                     "(inverted lists, flat codes), hnsw (graph), ivfpq (inverted lists, "
-                     "product-quantised codes) or pq (product quantisation, exhaustive).")
+        "flat", help="flat (exact; UniIR's IDMap,Flat, float32 in RAM), flat16 (exact, the "
+                     "same results: float16 shards memory-mapped from the index directory, "
+                     "searched block by block on the CPU or GPUs), ivf (inverted lists, flat "
+                     "codes), hnsw (graph), ivfpq (inverted lists, product-quantised codes) or "
+                     "pq (product quantisation, exhaustive). Only the exact kinds give M-BEIR "
+                     "numbers.")
     normalize: bool = option(True, help="L2-normalise vectors before indexing (UniIR does; "
                                         "keep it on).")
     nlist: int | None = option(None, help="IVF lists; none picks 4·√n (at most n / 39).")
@@ -103,11 +117,22 @@ class SearchConfig:
     nprobe: int | None = option(None, help="Override the index's IVF nprobe.")
     ef_search: int | None = option(None, help="Override the index's HNSW efSearch.")
     gpu: GpuMode = option("auto", hash=False, help="auto searches on FAISS GPUs when present.")
+    device: str = option("auto", hash=False,
+                         help="flat16 indexes: auto (torch on every visible GPU when there is "
+                              "one, else NumPy on the CPU), cpu, cuda (every visible GPU, the "
+                              "candidates sharded across them), cuda:N or cuda:N,M.")
+    block_mb: int = option(256, hash=False,
+                           help="flat16 indexes: memory of one block of candidates (float32 "
+                                "rows and their scores), in MiB; a search holds one block per "
+                                "device plus the top-k buffers.")
     # dense run files' fingerprints (scope "dense") have always included it
     threads: int = option(0, hash=("dense",), help="BM25 search threads (0: one).")
     tag: str | None = option(None, help="The run tag (6th column); none: augret_<kind>.")
 
     def __post_init__(self) -> None:
         check_choices(self)
-        check_min(self, 1, "k", "batch_size", "nprobe", "ef_search")
+        check_min(self, 1, "k", "batch_size", "nprobe", "ef_search", "block_mb")
         check_min(self, 0, "threads")
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or cuda:N,M; got "
+                              f"{self.device!r}")

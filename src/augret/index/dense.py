@@ -35,13 +35,14 @@ from augret.formats.indexes import (
 )
 from augret.index import _faiss
 from augret.index.config import IndexConfig, check_gpu_mode
+from augret.index.memory import MemoryNeeds, flat_needs, vector_bytes
 from augret.index.pools import check_unique, modalities_from_pools, pool_entries
 from augret.index.recall import exact_topk, recall_at_k
 from augret.index.search import SearchResult, modality_mask, ranked_search
 from augret.index.vectors import VectorSet, l2_normalize
 from augret.progress import track
 
-__all__ = ["DenseIndex", "build_index", "build_pool_index"]
+__all__ = ["DenseIndex", "build_index", "build_pool_index", "memory_needs"]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class DenseIndex:
     # ---- files -----------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, *, gpu: str = "auto", nprobe: int | None = None,
-             ef_search: int | None = None) -> DenseIndex:
+             ef_search: int | None = None, **_: Any) -> DenseIndex:
         """Open an index directory written by :meth:`save` / :func:`build_index`.
 
         Args:
@@ -108,6 +109,7 @@ class DenseIndex:
             gpu: See the class.
             nprobe: Override the stored IVF ``nprobe``.
             ef_search: Override the stored HNSW ``efSearch``.
+            **_: Options of other backends (ignored).
 
         Raises:
             DataNotFoundError: Missing files.
@@ -436,3 +438,15 @@ def build_pool_index(emb_dir: str | Path, out_dir: str | Path | None, *, pool: s
                        extra_meta={"embedding_dir": str(emb.root),
                                    "embedding_config_hash": emb.meta.get("config_hash"),
                                    "data_dir": str(data_dir or emb.data_dir or "") or None})
+
+
+def memory_needs(meta: dict[str, Any], path: str | Path) -> MemoryNeeds:
+    """What searching a FAISS index holds: the float32 vectors for ``flat`` (in RAM, or on
+    the GPUs for a FAISS GPU search), the index file's size for the other kinds."""
+    n, d = int(meta.get("count", 0)), int(meta.get("dimension", 0))
+    if meta.get("kind") == "flat":
+        return flat_needs(n, d)
+    file = payload_path(path, str(meta.get("kind")))
+    size = file.stat().st_size if file.is_file() else 0
+    return MemoryNeeds(fp32=vector_bytes(n, d, 4), fp16=vector_bytes(n, d, 2), ram=size,
+                       gpu=None if meta.get("kind") == "hnsw" else size)

@@ -117,7 +117,8 @@ def search_tasks(source: QuerySource, backend: IndexBackend, index_path: str | P
         if not fps:
             continue
         index = backend.load(index_dir, gpu=cfg.gpu, nprobe=cfg.nprobe,
-                             ef_search=cfg.ef_search)
+                             ef_search=cfg.ef_search, device=cfg.device,
+                             block_mb=cfg.block_mb)
         for (task, pool), fp in fps.items():
             mods = target_modality(task) if cfg.filter_modality else None
             run = source.run(index, task, depth=cfg.k or default_depth(task), cfg=cfg,

@@ -15,14 +15,19 @@ import numpy as np
 from augret.errors import DataFormatError
 from augret.formats.embeddings import EmbeddingEntry
 
-__all__ = ["BATCH_ROWS", "VectorSet", "l2_normalize"]
+__all__ = ["BATCH_ROWS", "VectorSet", "l2_normalize", "normalize_rows"]
 
 BATCH_ROWS = 65_536
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` as C-contiguous float32 with unit L2 norm (zero rows stay zero)."""
-    x = np.array(x, dtype=np.float32, order="C", copy=True)
+    return normalize_rows(np.array(x, dtype=np.float32, order="C", copy=True))
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Scale the rows of the float32 array ``x`` in place to unit L2 norm (zero rows stay
+    zero); returns ``x``. The same arithmetic as :func:`l2_normalize`."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))
     norms[norms == 0] = 1.0
     x /= norms[:, None]

@@ -50,7 +50,9 @@ class RunConfig:
         "skip", hash=_VECTORS, help="skip, error or drop (see augret embed).")
     batch_size: int = option(256, hash=_DENSE, help="Items per encoder forward pass.")
     workers: int = option(4, hash=_DENSE, help="Image-decoding workers.")
-    device: str = option("auto", hash=_DENSE, help="Encoder device: auto, cpu, cuda...")
+    device: str = option("auto", hash=_DENSE,
+                         help="Encoder device (auto, cpu, cuda...), also the search device of "
+                              "flat16 indexes (auto: the GPUs when present).")
     index: IndexConfig = option(factory=IndexConfig, hash=_DENSE,
                                 help="Dense index parameters (default: exact, UniIR's "
                                      "protocol).")

@@ -33,7 +33,7 @@ from augret.config import config_hash, config_to_dict, hash_values, write_resolv
 from augret.data.jsonl import atomic_writer, read_json, write_json
 from augret.data.mbeir import LAYOUT_FILE, MBEIRDir
 from augret.errors import ConfigError, DataNotFoundError
-from augret.index.config import SearchConfig
+from augret.index.config import SearchConfig, search_device
 from augret.pipeline.config import RunConfig
 from augret.pipeline.stages import StageResult, file_stats, fingerprint, run_stage
 
@@ -142,7 +142,8 @@ class _Pipeline:
                 "weights": file_stats(_encoder_files(str(self.cfg.encoder)))}
 
     def _search_config(self) -> SearchConfig:
-        return SearchConfig(k=self.cfg.k, filter_modality=self.cfg.filter_modality)
+        return SearchConfig(k=self.cfg.k, filter_modality=self.cfg.filter_modality,
+                            device=search_device(self.cfg.device))
 
     def encoder(self) -> Any:
         if self._encoder is None:

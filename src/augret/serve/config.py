@@ -27,7 +27,9 @@ class SearcherConfig:
                                               "as recorded in the index).")
     encoder: str | None = option(None, help="Query encoder name or checkpoint (default: the "
                                             "index's).")
-    device: str = option("auto", help="Encoder device: auto, cpu, cuda...")
+    device: str = option("auto", help="Encoder device (auto, cpu, cuda...), also the search "
+                                      "device of a flat16 index (auto: the GPUs when "
+                                      "present).")
     rrf_k: float = option(60.0, help="Hybrid RRF constant.")
     max_pixels: int = option(40_000_000, help="Largest accepted query image (width x "
                                               "height).")

@@ -42,6 +42,7 @@ from augret.formats.embeddings import EmbeddingDir
 from augret.formats.indexes import index_dirs
 from augret.images import decode_image
 from augret.index.backends import load_index
+from augret.index.config import search_device
 from augret.serve.catalog import Catalog, pool_files
 from augret.serve.enhancer import Enhanced, QueryEnhancer
 from augret.serve.images import ACCEPTED_FORMATS, DEFAULT_MAX_PIXELS
@@ -220,7 +221,8 @@ class Searcher:
             data_dir: The M-BEIR directory of the pool files (default: as recorded in the
                 index's ``meta.json``).
             encoder: An encoder, or a name/checkpoint overriding the recorded one.
-            device: Encoder device.
+            device: Encoder device, also the search device of a flat16 index (``auto``:
+                the GPUs when present).
             precision: Encoder precision.
             enhancer: Query-time enhancement.
             gpu: FAISS GPU use (``auto``, ``on``, ``off``).
@@ -234,7 +236,7 @@ class Searcher:
         dense = bm25 = None
         for path in [index_dir] + ([bm25_dir] if bm25_dir is not None else []):
             where = pick_index(path, pool)
-            index = load_index(where, gpu=gpu)
+            index = load_index(where, gpu=gpu, device=search_device(device))
             is_bm25 = index.meta.get("kind") == "bm25"
             if (bm25 if is_bm25 else dense) is not None:
                 raise ConfigError(f"hybrid search needs one dense and one BM25 index; both "
