@@ -30,13 +30,14 @@ def _show_built(dirs: dict[str, Path]) -> None:
     from augret.formats.indexes import read_meta
 
     table = Table(title="indexes")
-    for col in ("pool", "kind", "rows", "recall", "seconds", "directory"):
-        table.add_column(col, justify="right" if col in ("rows", "recall", "seconds")
+    for col in ("pool", "kind", "rows", "dim", "recall", "seconds", "directory"):
+        table.add_column(col, justify="right" if col in ("rows", "dim", "recall", "seconds")
                          else "left", overflow="fold")
     for pool, path in dirs.items():
         meta = read_meta(path)
         rec = meta.get("recall")
         table.add_row(pool, meta["kind"], f"{meta.get('count', 0):,}",
+                      str(meta.get("dimension", "-")),
                       f"{rec['recall']:.4f}@{rec['k']}" if rec else "-",
                       f"{meta.get('build_seconds', 0):.1f}", str(path))
     _console().print(table)
@@ -68,15 +69,12 @@ def _show_memory(dirs: dict[str, Path]) -> None:
 
     table = Table(title="search memory of the vectors (RAM: a CPU search; mapped: read from "
                         "the index directory through the page cache, never copied; GPU: all "
-                        "GPUs together, plus the per-GPU block)")
-    for col in ("pool", "kind", "rows x dim", "fp32", "fp16", "RAM", "mapped", "GPU",
-                "per GPU"):
-        table.add_column(col, justify="left" if col in ("pool", "kind") else "right")
+                        "GPUs together, +/GPU: each GPU's block)")
+    for col in ("pool", "fp32", "fp16", "RAM", "mapped", "GPU", "+/GPU"):
+        table.add_column(col, justify="left" if col == "pool" else "right",
+                         overflow="fold" if col == "pool" else "ellipsis")
     for pool, path in dirs.items():
-        meta = read_meta(path)
-        table.add_row(pool, meta["kind"],
-                      f"{meta.get('count', 0):,} x {meta.get('dimension', '-')}",
-                      *_memory_cells(meta, path))
+        table.add_row(pool, *_memory_cells(read_meta(path), path))
     _console().print(table)
 
 
