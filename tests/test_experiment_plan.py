@@ -386,3 +386,39 @@ def test_plan_of_the_reference_backend_needs_no_gpu(sample_copy):
     assert p.enhancement["generate"] > 0 and p.gpu_hours["enhancement"] == 0.0
     assert any("simulated perfect VLM" in n for n in p.notes)
     assert p.training["samples"] == 5 * 3 * p.training["runs"][0]["samples"]  # views × seeds
+
+
+def test_plan_index_memory_per_condition_and_machine_warnings(sample_copy):
+    base = {"data_dir": str(sample_copy), "tasks": ["cirr_task7"]}
+
+    def plan_with(**over):
+        return plan(load_config(ExperimentConfig, PAPER, {**base, **over}), fast=True,
+                    config_path=PAPER)
+
+    roomy = plan_with(**{"planning.memory_gb": 64, "planning.gpu_memory_gb": 80})
+    assert roomy.index["kind"] == "flat" and not roomy.warnings
+    assert roomy.index["machine"] == {"ram_bytes": 64 << 30, "gpu_bytes": [80 << 30] * 8,
+                                      "source": "the config"}
+    union = next(i for i in roomy.index["indexes"]
+                 if (i["encoder"], i["view"], i["pool"]) == ("pretrained", "raw", "union"))
+    assert union["conditions"] == ["zero_shot"]
+    n = roomy.index["union_rows"]
+    assert union["bytes"] == n * (768 * 4 + 8) and union["fp16_bytes"] == n * (768 * 2 + 8)
+    assert union["fp16_vector_bytes"] * 2 == union["vector_bytes"] == n * 768 * 4
+    trained = {tuple(i["conditions"]) for i in roomy.index["indexes"]}
+    assert ("baseline", "query_enhanced", "hybrid_enhanced") not in trained  # by view
+    assert any("baseline" in c for c in trained)
+
+    small = 0.9 * n * (768 * 4 + 8) / 2**30  # below the float32 union, above float16
+    tight = plan_with(**{"planning.memory_gb": small})
+    assert len(tight.warnings) == 1 and "use the flat16 kind" in tight.warnings[0]
+    assert "pretrained, raw corpus, union" in tight.warnings[0]
+    ok16 = plan_with(**{"planning.memory_gb": small, "retrieval": {"index": {"kind": "flat16"}}})
+    assert ok16.index["kind"] == "flat16" and not ok16.warnings
+    tiny = plan_with(**{"planning.memory_gb": 1e-6, "planning.gpu_memory_gb": 1e-6,
+                        "retrieval": {"index": {"kind": "flat16"}}})
+    assert [w.split(" (")[0] for w in tiny.warnings] == [
+        "the largest flat16 index", "the largest flat16 index"]
+    assert "reads them from disk" in tiny.warnings[0] and "streams" in tiny.warnings[1]
+    with pytest.raises(ConfigError, match="memory_gb must be > 0"):
+        plan_with(**{"planning.memory_gb": 0})

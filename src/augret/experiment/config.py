@@ -314,9 +314,18 @@ class PlanConfig:
                                                   "ENCODER_DIMS).")
     id_bytes: int = option(8, help="Bytes per indexed row for ids (FAISS IDMap int64).")
     workers: int = option(8, help="Threads that read and hash images.")
+    memory_gb: float | None = option(None, help="RAM of the machine that searches, in GiB "
+                                                "(none: this machine's); index memory beyond "
+                                                "it is warned about.")
+    gpu_memory_gb: float | None = option(None, help="Memory of each of its GPUs (gpus of "
+                                                    "them), in GiB (none: the GPUs of this "
+                                                    "machine, if any).")
 
     def __post_init__(self) -> None:
         check_min(self, 1, "embedding_dim", "id_bytes", "workers")
+        for name in ("memory_gb", "gpu_memory_gb"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"planning.{name} must be > 0, got {getattr(self, name)!r}")
 
     def tokens(self, route: str) -> float:
         """The mean output tokens assumed for ``route``."""

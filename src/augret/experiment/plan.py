@@ -5,8 +5,10 @@ per split and side, rows that pass through, rows that need generation, distinct 
 keys after de-duplication within and across stages (see :mod:`augret.experiment.scan`),
 images missing on disk, and expected output tokens (mean tokens per route; the budgets give
 an upper bound). Then the embeddings to compute (queries and pool rows per encoder and data
-view), flat-index memory, training samples, and GPU-hours at the configured per-GPU
-throughputs.
+view), the memory of each condition's exact index per pool (``flat``: float32 in RAM;
+``flat16``: float16 mapped from disk, one block in RAM, or resident on the GPUs) with
+warnings where it exceeds the machine, training samples, and GPU-hours at the configured
+per-GPU throughputs.
 
 Example::
 
@@ -55,10 +57,12 @@ class Plan:
             expected and maximal output tokens, GPU-hours.
         enhancement: Totals of the enhancement stages.
         embedding: Embedding sets and item counts.
-        index: Flat-index memory per encoder, corpus view and pool.
+        index: Exact-index memory per encoder, corpus view and pool (float32 and float16),
+            the conditions that search each, and the machine compared against.
         training: Training runs, samples and GPU-hours.
         gpu_hours: Per stage kind and total; ``wall_hours`` divides by the GPUs.
         notes: Things the reader must know (absent files, assumptions).
+        warnings: What will not fit (index memory beyond the machine's).
     """
 
     config: dict[str, Any]
@@ -72,6 +76,7 @@ class Plan:
     training: dict[str, Any] = field(default_factory=dict)
     gpu_hours: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -175,6 +180,7 @@ def plan(cfg: ExperimentConfig | str | Path, *, data_dir: str | Path | None = No
         out.stages.append(stage)
     _enhancement(cfg, out, scanner, policy)
     _embedding(cfg, data, out, rows)
+    _index_memory(cfg, out)
     _training(cfg, data, out, rows, Path(config_path) if config_path else None)
     hours = {k: out.gpu_hours[k] for k in ("enhancement", "embedding", "training")}
     out.gpu_hours["total"] = sum(hours.values())
@@ -286,23 +292,95 @@ def _embedding(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows) ->
     for name in unknown:
         out.notes.append(f"embedding width of {name!r} unknown: its index memory is 0 "
                          "(set planning.embedding_dim for the experiment's encoder)")
+    ids = cfg.planning.id_bytes
     largest_local = max((rows(p) for p in local.values()), default=0)
     indexes = []
     for s in sets:
         if s["side"] != "pool":
             continue
-        per_row = (s["dim"] or 0) * 4 + cfg.planning.id_bytes
+        d = s["dim"] or 0
+        fp32, fp16 = d * 4 + ids, d * 2 + ids
+        names = [c.name for c in cfg.conditions
+                 if cfg.encoder_key(c) == s["encoder"] and cfg.view_name(c, c.corpus) == s["view"]]
         for pool, n, largest in (("local", local_rows, largest_local),
                                  ("union", union_rows, union_rows)):
             if pool in cfg.pools:
                 indexes.append({"encoder": s["encoder"], "view": s["view"], "pool": pool,
-                                "rows": n, "vector_bytes": n * (s["dim"] or 0) * 4,
-                                "id_bytes": n * cfg.planning.id_bytes,
-                                "bytes": n * per_row, "largest_index_bytes": largest * per_row})
-    out.index = {"kind": "flat float32", "local_rows": local_rows, "union_rows": union_rows,
+                                "conditions": names, "rows": n,
+                                "vector_bytes": n * d * 4, "id_bytes": n * ids,
+                                "bytes": n * fp32, "largest_index_bytes": largest * fp32,
+                                "fp16_vector_bytes": n * d * 2,
+                                "fp16_bytes": n * fp16, "largest_fp16_bytes": largest * fp16})
+    out.index = {"kind": _index_kind(cfg), "local_rows": local_rows, "union_rows": union_rows,
                  "local_pools": sorted(local), "union_parts": list(union), "indexes": indexes,
                  "largest_index_bytes": max((i["largest_index_bytes"] for i in indexes),
-                                            default=0)}
+                                            default=0),
+                 "largest_fp16_bytes": max((i["largest_fp16_bytes"] for i in indexes),
+                                           default=0)}
+
+
+def _index_kind(cfg: ExperimentConfig) -> str:
+    """The dense index kind the conditions build (``retrieval.index.kind``, default flat)."""
+    index = cfg.retrieval.get("index")
+    return str(index.get("kind", "flat")) if isinstance(index, dict) else "flat"
+
+
+def _machine(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The memory the plan compares against: the config's, else this machine's."""
+    from augret.index.memory import this_machine
+
+    p = cfg.planning
+    found = this_machine() if p.memory_gb is None or p.gpu_memory_gb is None else None
+    ram = int(p.memory_gb * 2**30) if p.memory_gb is not None else found.ram
+    if p.gpu_memory_gb is not None:
+        gpus = [int(p.gpu_memory_gb * 2**30)] * cfg.gpus
+    else:
+        gpus = found.gpus
+    ram_from = "the config" if p.memory_gb is not None else "this machine"
+    gpus_from = "the config" if p.gpu_memory_gb is not None else "this machine"
+    source = ram_from if ram_from == gpus_from else f"RAM of {ram_from}, GPUs of {gpus_from}"
+    return {"ram_bytes": ram, "gpu_bytes": gpus, "source": source}
+
+
+def _index_memory(cfg: ExperimentConfig, out: Plan) -> None:
+    """Compare the largest index any condition searches with the machine's memory."""
+    from augret.experiment.plan_render import human_bytes as hb
+    from augret.index.config import SearchConfig
+
+    machine = _machine(cfg)
+    out.index["machine"] = machine
+    indexes = out.index["indexes"]
+    if not indexes:
+        return
+    kind = out.index["kind"]
+    if kind not in ("flat", "flat16"):
+        out.notes.append(f"index kind {kind}: its memory is not estimated (the exact kinds' "
+                         "figures are shown)")
+        return
+    big = max(indexes, key=lambda i: i["largest_index_bytes"])
+    where = f"{big['encoder']}, {big['view']} corpus, {big['pool']}"
+    fp32, fp16 = big["largest_index_bytes"], big["largest_fp16_bytes"]
+    ram, gpus = machine["ram_bytes"], machine["gpu_bytes"]
+    block = SearchConfig().block_mb << 20
+    ram_text = f"the {hb(ram)} RAM ({machine['source']})"
+    if kind == "flat" and ram and fp32 > ram:
+        out.warnings.append(
+            f"the largest flat index ({where}) needs {hb(fp32)} (float32 vectors and ids), "
+            f"more than {ram_text}; use the flat16 kind (retrieval: {{index: {{kind: "
+            f"flat16}}}}): the same results, {hb(fp16)} of float16 mapped from disk and one "
+            f"{hb(block)} search block in RAM")
+    if kind == "flat16" and ram and fp16 > ram:
+        out.warnings.append(
+            f"the largest flat16 index ({where}) maps {hb(fp16)} (float16 vectors and ids), "
+            f"more than {ram_text}: every query batch reads them from disk; use large search "
+            "batches")
+    if kind == "flat16" and gpus:
+        per_gpu = fp16 / len(gpus) + block
+        if per_gpu > min(gpus):
+            out.warnings.append(
+                f"the largest flat16 index ({where}) needs {hb(per_gpu)} on each of "
+                f"{len(gpus)} GPU(s) of {hb(min(gpus))} ({machine['source']}): it does not "
+                "stay resident, and every query batch streams it from the host")
 
 
 def _training(cfg: ExperimentConfig, data: MBEIRDir, out: Plan, rows: _Rows,

@@ -70,13 +70,24 @@ def render_plan(p: Plan, console: Any = None) -> None:
                   _h(s["gpu_hours"]))
     console.print(t)
 
-    t = Table(title="Flat float32 indexes (vectors + ids)")
-    for col in ("encoder", "view", "pool", "rows", "memory", "largest single index"):
-        t.add_column(col, justify="right" if col in ("rows", "memory") else "left")
+    t = Table(title=f"Exact indexes (vectors + ids; kind {p.index['kind']}): flat holds "
+                    "float32 in RAM, flat16 maps float16 from disk")
+    for col in ("encoder", "view", "pool", "conditions", "rows", "flat", "flat16",
+                "largest flat", "largest flat16"):
+        t.add_column(col, justify="left" if col in ("encoder", "view", "pool", "conditions")
+                     else "right")
     for i in p.index["indexes"]:
-        t.add_row(i["encoder"], i["view"], i["pool"], _n(i["rows"]), human_bytes(i["bytes"]),
-                  human_bytes(i["largest_index_bytes"]))
+        t.add_row(i["encoder"], i["view"], i["pool"], ", ".join(i.get("conditions", [])),
+                  _n(i["rows"]), human_bytes(i["bytes"]), human_bytes(i["fp16_bytes"]),
+                  human_bytes(i["largest_index_bytes"]), human_bytes(i["largest_fp16_bytes"]))
     console.print(t)
+    machine = p.index.get("machine") or {}
+    if machine:
+        gpus = machine.get("gpu_bytes") or []
+        console.print(f"compared with {machine['source']}: "
+                      f"{human_bytes(machine['ram_bytes']) if machine.get('ram_bytes') else '?'}"
+                      f" RAM, " + (f"{len(gpus)} GPU(s) of {human_bytes(min(gpus))}" if gpus
+                                   else "no GPU"), highlight=False)
 
     tr = p.training
     if tr.get("runs"):
@@ -106,3 +117,5 @@ def render_plan(p: Plan, console: Any = None) -> None:
     console.print(t)
     for note in p.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
+    for warning in p.warnings:
+        console.print(f"[red]warning:[/red] {warning}")
