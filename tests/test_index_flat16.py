@@ -73,7 +73,7 @@ def test_equals_faiss_flat_up_to_ties(emb, tmp_path):
     assert isinstance(index, Flat16Index) and index.ntotal == 700 and index.dim == DIM
     assert index.block_bytes == 1 << 20
     index.block_bytes = 20_000  # before the first search: several blocks per search
-    assert block_rows(index.block_bytes, DIM, 16) == 89
+    assert block_rows(index.block_bytes, DIM, 16) == 20_000 // (4 * DIM + 12 * 16) == 78
     q = np.random.default_rng(1).standard_normal((40, DIM)).astype(np.float32)
     q[:10] = base[:10]  # queries whose best hit is tied with its duplicate
     for k in (1, 10, 128):
@@ -345,7 +345,7 @@ def test_memory_needs_of_both_exact_kinds(emb, tmp_path):
     assert a.fp32 == b.fp32 == 700 * DIM * 4 and a.fp16 == b.fp16 == 700 * DIM * 2
     assert a.ram == 700 * DIM * 4 and a.mapped == 0  # FAISS: float32 in RAM
     assert b.mapped == 700 * DIM * 2 and b.gpu == 700 * DIM * 2
-    assert b.ram == min(256 << 20, 700 * (4 * DIM + 10 * 1024))  # one block
+    assert b.ram == min(256 << 20, 700 * (4 * DIM + 12 * 1024))  # one block
     on_disk = sum(p.stat().st_size for p in (b16["cirr_task7"] / "vectors").iterdir())
     assert on_disk == sum(s["bytes"] for s in meta_b["shards"])
 
@@ -356,3 +356,20 @@ def test_meta_json_is_plain_json(emb, tmp_path):
     meta = json.loads((tmp_path / "i" / "meta.json").read_text())
     assert meta["format"] == "augret-index" and meta["recall"] is None
     assert meta["sources"][0]["entry"] == "pools/cirr_task7"
+
+
+def test_torch_engine_over_tensors_already_on_their_devices():
+    torch = pytest.importorskip("torch")
+    from augret.index.torchsearch import TorchEngine
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((500, DIM)).astype(np.float16)
+    engine = TorchEngine.from_tensors([torch.from_numpy(x[:200]), torch.from_numpy(x[200:])],
+                                      block_bytes=30_000)
+    assert engine.rows == 500 and engine.resident == [True, True]
+    q = l2_normalize(rng.standard_normal((20, DIM)))
+    s, r = engine.search(q, 15)
+    ref = topk_blocks(q, RowBlocks([x], DIM).iter(500), 15)
+    assert_topk_equal_up_to_ties(s, r, *ref, atol=1e-5)
+    with pytest.raises(ConfigError, match="float16 tensors of one width"):
+        TorchEngine.from_tensors([torch.zeros((3, 4))])

@@ -28,9 +28,9 @@ from augret.index.vectors import normalize_rows
 
 __all__ = ["CpuEngine", "RowBlocks", "block_rows", "merge_topk", "topk_blocks"]
 
-#: Bytes per (query, row) cell of a block's work: float32 scores, a partition copy of the
-#: first block's scores, and two boolean masks.
-CELL_BYTES = 10
+#: Bytes per (query, row) cell of a block's work: float32 scores, the partitioned copy of
+#: the first block's scores, and boolean masks.
+CELL_BYTES = 12
 
 
 def block_rows(block_bytes: int, dim: int, queries: int, *, cell_bytes: int = CELL_BYTES
@@ -104,7 +104,8 @@ def _block_candidates(s: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
     mask = s > kth[:, None]
     over = np.flatnonzero(mask.sum(axis=1) > k)
     if over.size:
-        sub, sub_mask = s[over], mask[over]
+        every = over.size == len(s)  # e.g. the first block: no copies
+        sub, sub_mask = (s, mask) if every else (s[over], mask[over])
         bound = _kth_largest(sub, k)
         sub_mask &= sub >= bound[:, None]
         tied = np.flatnonzero(sub_mask.sum(axis=1) > k)  # ties at the block's k-th score
@@ -113,7 +114,8 @@ def _block_candidates(s: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
             eq = t == b
             room = k - (t > b).sum(axis=1, keepdims=True)
             sub_mask[tied] = (t > b) | (eq & (np.cumsum(eq, axis=1) <= room))
-        mask[over] = sub_mask
+        if not every:
+            mask[over] = sub_mask
     return mask
 
 

@@ -62,7 +62,7 @@ def flat16_needs(rows: int, dim: int, block_bytes: int, *, queries: int = 1024
         block_bytes: The block budget (a block never exceeds the whole collection).
         queries: Queries scored against a block at once (the search batch).
     """
-    from augret.index.blocksearch import CELL_BYTES
+    from augret.index.blocksearch import CELL_BYTES  # the NumPy engine's block work
 
     fp16 = vector_bytes(rows, dim, 2)
     block = min(int(block_bytes), int(rows) * (4 * int(dim) + CELL_BYTES * queries))

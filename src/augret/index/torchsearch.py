@@ -120,11 +120,13 @@ def _merge(torch: Any, best_s: Any, best_r: Any, s: Any, r: Any, k: int) -> tupl
 class _Share:
     """One device's rows ``[lo, hi)``: resident in float16 on the device, or streamed."""
 
-    def __init__(self, torch: Any, device: str, blocks: RowBlocks, lo: int, hi: int, *,
-                 block_bytes: int, resident: bool | None) -> None:
+    def __init__(self, torch: Any, device: str, blocks: RowBlocks | None, lo: int, hi: int, *,
+                 block_bytes: int, resident: bool | None, data: Any = None) -> None:
         self.torch, self.device, self.blocks = torch, torch.device(device), blocks
         self.lo, self.hi = lo, hi
-        self.data: Any = None
+        self.data: Any = data
+        if data is not None or blocks is None:
+            return
         if resident is None:
             resident = self._fits(block_bytes)
         if resident and hi > lo:
@@ -167,9 +169,9 @@ class _Share:
                 self.device)
         with torch.inference_mode():
             for first, x in self._iter(rows):
-                if normalize:
+                if normalize:  # x is this block's own float32 copy
                     norms = torch.linalg.vector_norm(x, dim=1)
-                    x = x / torch.where(norms == 0, torch.ones_like(norms), norms)[:, None]
+                    x.div_(torch.where(norms == 0, torch.ones_like(norms), norms)[:, None])
                 s = q @ x.T
                 if mask is not None:
                     s.masked_fill_(~mask[first - self.lo: first - self.lo + len(x)][None, :],
@@ -196,30 +198,57 @@ class TorchEngine:
                  block_bytes: int = 256 << 20, resident: bool | None = None) -> None:
         if not devices:
             raise ConfigError("the torch engine needs at least one device")
-        self.torch = _torch()
-        self.blocks = blocks
-        self.devices = list(devices)
+        torch = _torch()
+        bounds = np.linspace(0, len(blocks), len(devices) + 1).round().astype(np.int64)
+        shares = [_Share(torch, d, blocks, int(lo), int(hi), block_bytes=block_bytes,
+                         resident=resident)
+                  for d, lo, hi in zip(devices, bounds[:-1], bounds[1:], strict=True)]
+        self._setup(torch, shares, blocks.dim, normalize=normalize, block_bytes=block_bytes)
+
+    @classmethod
+    def from_tensors(cls, tensors: Sequence[Any], *, normalize: bool = True,
+                     block_bytes: int = 256 << 20) -> TorchEngine:
+        """An engine over float16 ``(rows, dim)`` tensors already on their devices: one share
+        per tensor, their rows in the order given.
+
+        Raises:
+            ConfigError: No tensor, or tensors of other dtypes or widths.
+        """
+        torch = _torch()
+        if not tensors or any(t.dtype != torch.float16 or t.ndim != 2
+                              or t.shape[1] != tensors[0].shape[1] for t in tensors):
+            raise ConfigError("from_tensors takes 2-D float16 tensors of one width")
+        bounds = np.cumsum([0, *(len(t) for t in tensors)])
+        shares = [_Share(torch, str(t.device), None, int(lo), int(hi), block_bytes=block_bytes,
+                         resident=True, data=t)
+                  for t, lo, hi in zip(tensors, bounds[:-1], bounds[1:], strict=True)]
+        engine = cls.__new__(cls)
+        engine._setup(torch, shares, int(tensors[0].shape[1]), normalize=normalize,
+                      block_bytes=block_bytes)
+        return engine
+
+    def _setup(self, torch: Any, shares: list[_Share], dim: int, *, normalize: bool,
+               block_bytes: int) -> None:
+        self.torch = torch
+        self.shares = shares
+        self.dim = dim
+        self.rows = shares[-1].hi if shares else 0
+        self.devices = [str(share.device) for share in shares]
         self.device = ",".join(self.devices)
         self.normalize = normalize
         self.block_bytes = block_bytes
-        bounds = np.linspace(0, len(blocks), len(self.devices) + 1).round().astype(np.int64)
-        self.shares = [_Share(self.torch, d, blocks, int(lo), int(hi), block_bytes=block_bytes,
-                              resident=resident)
-                       for d, lo, hi in zip(self.devices, bounds[:-1], bounds[1:],
-                                            strict=True)]
-        self._pool = (ThreadPoolExecutor(len(self.shares), thread_name_prefix="flat16")
-                      if len(self.shares) > 1 else None)
+        self._pool = (ThreadPoolExecutor(len(shares), thread_name_prefix="flat16")
+                      if len(shares) > 1 else None)
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(scores, rows)`` of float32 queries: float32 scores (``-inf`` padding),
         int64 rows (``-1`` padding), equal scores by lower row."""
-        if not len(queries) or not len(self.blocks):
+        if not len(queries) or not self.rows:
             return (np.full((len(queries), k), -np.inf, dtype=np.float32),
                     np.full((len(queries), k), -1, dtype=np.int64))
 
-        rows = block_rows(self.block_bytes, self.blocks.dim, len(queries),
-                          cell_bytes=CELL_BYTES)
+        rows = block_rows(self.block_bytes, self.dim, len(queries), cell_bytes=CELL_BYTES)
 
         def one(share: _Share) -> tuple[np.ndarray, np.ndarray]:
             return share.search(queries, k, allowed, rows=rows, normalize=self.normalize)
