@@ -4,8 +4,9 @@
   union. The config picks the backend: :class:`IndexConfig` builds FAISS indexes from an
   embedding directory, streamed shard by shard (exact ``flat``, UniIR's protocol; ``ivf``,
   ``hnsw``, ``ivfpq``, ``pq`` for large custom collections, with recall against exact stored
-  in ``meta.json``); :class:`BM25Config` builds BM25 (bm25s) over an M-BEIR directory's
-  candidate texts.
+  in ``meta.json``), or with ``kind="flat16"`` the exact flat16 index (the embedding shards
+  hard-linked, searched block by block on the CPU or GPUs: :mod:`augret.index.flat16`);
+  :class:`BM25Config` builds BM25 (bm25s) over an M-BEIR directory's candidate texts.
 * :func:`load_index`: open an index directory of any backend; ``index.search(queries, k)``
   gives top-k ids and scores of query vectors (dense) or texts (BM25), with an optional
   modality filter.
@@ -15,7 +16,7 @@
   of runs, or of run directories.
 
 Backends are peers in :mod:`augret.index.backends`. faiss and bm25s are imported only when
-used (``pip install 'augret[index]'``).
+used (``pip install 'augret[index]'``); flat16 needs NumPy only on the CPU and torch for GPUs.
 
 Example::
 

@@ -102,17 +102,17 @@ def _block_candidates(s: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
     """Which cells of a block's scores may enter the top k: above the running k-th best, and
     among the block's own top k (equal scores: lower rows first)."""
     mask = s > kth[:, None]
-    over = np.flatnonzero(mask.sum(axis=1) > k)
+    over = np.flatnonzero(np.count_nonzero(mask, axis=1) > k)
     if over.size:
         every = over.size == len(s)  # e.g. the first block: no copies
         sub, sub_mask = (s, mask) if every else (s[over], mask[over])
         bound = _kth_largest(sub, k)
         sub_mask &= sub >= bound[:, None]
-        tied = np.flatnonzero(sub_mask.sum(axis=1) > k)  # ties at the block's k-th score
+        tied = np.flatnonzero(np.count_nonzero(sub_mask, axis=1) > k)  # ties at the k-th
         if tied.size:
             t, b = sub[tied], bound[tied, None]
             eq = t == b
-            room = k - (t > b).sum(axis=1, keepdims=True)
+            room = k - np.count_nonzero(t > b, axis=1)[:, None]
             sub_mask[tied] = (t > b) | (eq & (np.cumsum(eq, axis=1) <= room))
         if not every:
             mask[over] = sub_mask
@@ -163,7 +163,7 @@ def topk_blocks(queries: np.ndarray, blocks: Iterator[tuple[int, np.ndarray]], k
         s = q @ x.T
         if allowed is not None:
             s[:, ~allowed[first: first + len(x)]] = -np.inf
-        qi, ci = np.nonzero(_block_candidates(s, best_s[:, -1], k))
+        qi, ci = np.divmod(np.flatnonzero(_block_candidates(s, best_s[:, -1], k)), len(x))
         if qi.size:
             _merge(best_s, best_r, qi, s[qi, ci], ci.astype(np.int64) + first, k)
     return best_s, best_r
