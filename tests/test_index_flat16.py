@@ -356,6 +356,10 @@ def test_meta_json_is_plain_json(emb, tmp_path):
     meta = json.loads((tmp_path / "i" / "meta.json").read_text())
     assert meta["format"] == "augret-index" and meta["recall"] is None
     assert meta["sources"][0]["entry"] == "pools/cirr_task7"
+    del meta["shards"]
+    (tmp_path / "i" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match="lists no shards"):
+        Flat16Index.load(tmp_path / "i")
 
 
 def test_torch_engine_over_tensors_already_on_their_devices():

@@ -183,8 +183,12 @@ class Flat16Index:
         meta = read_meta(path)
         if meta.get("kind") != KIND:
             raise DataFormatError(f"a {meta.get('kind')} index, not {KIND}", path=path)
+        records, dim = meta.get("shards"), meta.get("dimension")
+        if not isinstance(records, list) or not isinstance(dim, int):
+            raise DataFormatError("meta.json lists no shards or no dimension",
+                                  path=path / "meta.json")
         ids = read_ids(path)
-        shards = [_open_shard(path, rec, int(meta["dimension"])) for rec in meta["shards"]]
+        shards = [_open_shard(path, rec, dim) for rec in records]
         return cls(meta, shards, ids, read_modalities(path, len(ids)), device=device,
                    block_mb=block_mb)
 
