@@ -16,6 +16,7 @@ __all__ = [
     "DataFormatError",
     "DataNotFoundError",
     "ImageTooLarge",
+    "IndexUnavailable",
     "MissingExtraError",
     "UnsupportedImage",
     "ValidationFailed",
@@ -104,6 +105,14 @@ class BackendError(AugretError):
 
     exit_code = 7
     http_status = 502
+
+
+class IndexUnavailable(AugretError):
+    """An index's database cannot be reached now (a server down, a database held by another
+    process); the same call may succeed once it is back."""
+
+    exit_code = 9
+    http_status = 503
 
 
 class ValidationFailed(AugretError):

@@ -13,13 +13,17 @@ backend     kinds (``meta.json``)                    build config            que
             ``pq``
 ``flat16``  ``flat16``                               :class:`IndexConfig`    embedded
 ``bm25``    ``bm25``                                 :class:`BM25Config`     texts
+``milvus``  ``flat``, ``hnsw``, ``ivf``              :class:`MilvusConfig`   embedded or
+                                                                             texts
 ==========  =======================================  ======================  ============
 
 A new backend (a vector database, another exact kind) is one more :class:`IndexBackend` in
 :data:`BACKENDS`. Its index directories record ``"backend": "<name>"`` in ``meta.json``; a
 directory without it belongs to the first registered backend that has its ``kind``. When
 it shares a build config class with another backend, that config names it in a ``backend``
-field, or its ``kind`` is one only this backend builds (``IndexConfig(kind="flat16")``).
+field, or its ``kind`` is one only this backend builds (``IndexConfig(kind="flat16")``). A
+backend that keeps several pools in one store (Milvus: one collection, a filter per pool) also
+gives ``build_pools``, which builds them all at once.
 """
 
 from __future__ import annotations
@@ -31,8 +35,15 @@ from typing import Any
 
 from augret.errors import ConfigError, DataFormatError
 from augret.formats.indexes import read_meta
-from augret.index import bm25, dense, flat16
-from augret.index.config import DENSE_KINDS, FLAT16_KINDS, BM25Config, IndexConfig
+from augret.index import bm25, dense, flat16, milvus, milvus_build
+from augret.index.config import (
+    DENSE_KINDS,
+    FLAT16_KINDS,
+    MILVUS_KINDS,
+    BM25Config,
+    IndexConfig,
+    MilvusConfig,
+)
 from augret.index.memory import MemoryNeeds
 from augret.index.pools import embedded_pools
 from augret.index.queries import EmbeddedQueries, QuerySource, TextQueries
@@ -60,6 +71,10 @@ class IndexBackend:
             indexes search.
         memory: ``(meta, path) -> MemoryNeeds``: what searching one of its indexes holds
             (``augret index info``); ``None``: its payload's size on disk.
+        build_pools: ``(source, targets, *, root, cfg, force, progress, **options) ->
+            {pool: index}``: build the index directories of several pools at once
+            (``targets``: pool -> directory; ``root``: the directory they share); ``None``:
+            :attr:`build` runs once per pool.
     """
 
     name: str
@@ -71,6 +86,7 @@ class IndexBackend:
     load: Callable[..., Any]
     queries: Callable[..., QuerySource]
     memory: Callable[[dict[str, Any], Path], MemoryNeeds] | None = None
+    build_pools: Callable[..., dict[str, Any]] | None = None
 
 
 def _embedded_queries(path: str | Path, *, field: str, index_path: str | Path
@@ -96,6 +112,11 @@ BACKENDS: dict[str, IndexBackend] = {
         name="bm25", kinds=("bm25",), config=BM25Config, pools=bm25.text_pools,
         build=bm25.build_bm25_index, options=(), load=bm25.BM25Index.load,
         queries=_text_queries),
+    "milvus": IndexBackend(
+        name="milvus", kinds=MILVUS_KINDS, config=MilvusConfig, pools=embedded_pools,
+        build=milvus_build.build_milvus_pool, options=("modalities", "data_dir"),
+        load=milvus.MilvusIndex.load, queries=milvus.milvus_queries,
+        build_pools=milvus_build.build_milvus_indexes),
 }
 
 
@@ -146,13 +167,13 @@ def load_index(path: str | Path, **options: Any) -> Any:
     Args:
         path: The index directory.
         **options: Passed to the backend's loader (e.g. ``gpu="off"``, ``nprobe=64`` for
-            FAISS; ``device="cuda"``, ``block_mb=512`` for flat16; ``mmap=True`` for BM25);
-            options of other backends are ignored.
+            FAISS; ``device="cuda"``, ``block_mb=512`` for flat16; ``mmap=True`` for BM25;
+            ``timeout=10`` for Milvus); options of other backends are ignored.
 
     Returns:
         The backend's index (:class:`~augret.index.dense.DenseIndex`,
-        :class:`~augret.index.flat16.Flat16Index`, :class:`~augret.index.bm25.BM25Index`):
-        ``meta``, ``ids`` and
+        :class:`~augret.index.flat16.Flat16Index`, :class:`~augret.index.bm25.BM25Index`,
+        :class:`~augret.index.milvus.MilvusIndex`): ``meta``, ``ids`` and
         ``search(queries, k, ...)`` returning a :class:`~augret.index.search.SearchResult`.
 
     Raises:

@@ -9,7 +9,8 @@ from typing import Literal
 from augret.config import check_choices, check_min, option
 from augret.errors import ConfigError
 
-__all__ = ["BM25Config", "IndexConfig", "SearchConfig", "check_gpu_mode", "search_device"]
+__all__ = ["BM25Config", "IndexConfig", "MilvusConfig", "SearchConfig", "check_gpu_mode",
+           "search_device"]
 
 IndexKind = Literal["flat", "flat16", "ivf", "hnsw", "ivfpq", "pq"]
 GpuMode = Literal["auto", "on", "off"]
@@ -136,3 +137,82 @@ class SearchConfig:
         if not DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or cuda:N,M; got "
                               f"{self.device!r}")
+
+
+MilvusKind = Literal["flat", "hnsw", "ivf"]
+_COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+MILVUS_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivf")
+#: Lucene's English stop words (what Milvus calls ``_english_``), spelled out so that Milvus
+#: Lite and a Milvus server drop the same words.
+ENGLISH_STOP_WORDS: tuple[str, ...] = (
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+    "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "was", "will", "with")
+
+
+@dataclass(frozen=True)
+class MilvusConfig:
+    """How a Milvus collection is built (the ``milvus`` index backend).
+
+    One collection holds every pool of a build (each row lists its pools), with the
+    candidates' modality, text and image path beside the vector; vectors are scored by inner
+    product on L2-normalised vectors, as FAISS.
+    """
+
+    kind: MilvusKind = option(
+        "flat", help="flat (exact: Milvus FLAT, the ranking of FAISS exact), hnsw (graph) or "
+                     "ivf (IVF_FLAT).")
+    uri: str | None = option(
+        None, hash=False, help="The Milvus server (http://HOST:19530) or a Milvus Lite file "
+                               "(*.db); none: a Milvus Lite database inside the index "
+                               "directory (milvus.db).")
+    collection: str | None = option(None, hash=False,
+                                    help="Collection name; none: augret_<index directory "
+                                         "name>.")
+    token_env: str = option("MILVUS_TOKEN", hash=False,
+                            help="Environment variable holding the server's token "
+                                 "(user:password or an API key); the token is never written "
+                                 "to disk.")
+    timeout: float = option(60.0, hash=False, help="Seconds one call to the server may take.")
+    normalize: bool = option(True, help="L2-normalise vectors before indexing (as FAISS; keep "
+                                        "it on).")
+    nlist: int | None = option(None, help="IVF lists; none picks 4·√n (at most n / 39).")
+    nprobe: int = option(32, help="IVF lists visited per query (stored; a search may "
+                                  "override it).")
+    hnsw_m: int = option(32, help="HNSW neighbours per node.")
+    ef_construction: int = option(100, help="HNSW build-time beam width.")
+    ef_search: int = option(128, help="HNSW search-time beam width (stored; a search may "
+                                      "override it).")
+    recall_queries: int = option(1000, help="Indexed vectors used as queries to measure "
+                                            "recall against exact search after an "
+                                            "approximate build (0 skips the measurement).")
+    recall_k: int = option(10, help="The k of that recall@k.")
+    seed: int = option(0, help="Seed of the recall sample.")
+    text_search: bool = option(
+        True, help="Index the candidate texts with Milvus's BM25 function, for lexical and "
+                   "hybrid search from the same collection (needs Milvus >= 2.5 or Milvus "
+                   "Lite).")
+    text_field: Literal["txt", "txt_raw"] = option(
+        "txt", help="The candidate field stored and searched (txt: after enhancement; "
+                    "txt_raw: the original).")
+    k1: float = option(1.5, help="BM25 term-frequency saturation.")
+    b: float = option(0.75, help="BM25 length normalisation.")
+    stop_words: tuple[str, ...] = option(
+        ENGLISH_STOP_WORDS, help="Words the BM25 analyzer drops (default: Lucene's English "
+                                 "list); the analyzer lowercases \\w+ words.")
+    insert_rows: int = option(2000, hash=False, help="Rows per insert call (a Milvus request "
+                                                      "holds at most 64 MB).")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        check_min(self, 1, "nprobe", "hnsw_m", "ef_construction", "ef_search", "recall_k",
+                  "insert_rows", "nlist")
+        check_min(self, 0, "recall_queries")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be > 0, got {self.timeout!r}")
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ConfigError("BM25 needs k1 >= 0 and 0 <= b <= 1")
+        if self.collection is not None and not _COLLECTION_NAME.fullmatch(self.collection):
+            raise ConfigError(f"collection {self.collection!r}: Milvus names are letters, "
+                              "digits and underscores, starting with a letter or underscore "
+                              "(at most 255)")

@@ -28,6 +28,7 @@ __all__ = [
     "UNION",
     "check_unique",
     "embedded_pools",
+    "entry_pool_files",
     "modalities_from_pools",
     "pool_entries",
     "pool_names",
@@ -159,13 +160,32 @@ def _pool_files(entry: EmbeddingEntry, data: MBEIRDir | None, emb_root: Path | N
     return [path] if path is not None else []
 
 
+def entry_pool_files(entries: Sequence[EmbeddingEntry], *, data_dir: str | Path | None = None,
+                     emb_root: str | Path | None = None) -> list[Path] | None:
+    """The pool files holding the records of the entries' rows.
+
+    Each entry's pool file is its recorded source (``entry.json``), else the pool of the same
+    name in ``data_dir``.
+
+    Returns:
+        The files, each once, or ``None`` when an entry's pool file cannot be found.
+    """
+    data = MBEIRDir(data_dir) if data_dir is not None and Path(data_dir).is_dir() else None
+    files: list[Path] = []
+    for entry in entries:
+        found = _pool_files(entry, data, Path(emb_root) if emb_root else None)
+        if not found:
+            log.info("no pool file found for %s", entry.key)
+            return None
+        files.extend(f for f in found if f not in files)
+    return files
+
+
 def modalities_from_pools(entries: Sequence[EmbeddingEntry], ids: Sequence[str], *,
                           data_dir: str | Path | None = None,
                           emb_root: str | Path | None = None) -> np.ndarray | None:
-    """The modality of every indexed id, read from the entries' pool files.
-
-    Each entry's pool file is its recorded source (``entry.json``), else the pool of the same
-    name in ``data_dir``. Reading uses :class:`augret.data.lookup.PoolLookup` (cached).
+    """The modality of every indexed id, read from the entries' pool files
+    (:func:`entry_pool_files`). Reading uses :class:`augret.data.lookup.PoolLookup` (cached).
 
     Returns:
         int8 codes into :data:`augret.data.ids.MODALITIES`, or ``None`` when a pool file
@@ -174,14 +194,9 @@ def modalities_from_pools(entries: Sequence[EmbeddingEntry], ids: Sequence[str],
     Raises:
         DataFormatError: An id is not in its pool file.
     """
-    data = MBEIRDir(data_dir) if data_dir is not None and Path(data_dir).is_dir() else None
-    files: list[Path] = []
-    for entry in entries:
-        found = _pool_files(entry, data, Path(emb_root) if emb_root else None)
-        if not found:
-            log.info("no pool file found for %s; modalities not stored", entry.key)
-            return None
-        files.extend(f for f in found if f not in files)
+    files = entry_pool_files(entries, data_dir=data_dir, emb_root=emb_root)
+    if files is None:
+        return None
     lookup = PoolLookup(files)
     codes = np.empty(len(ids), dtype=np.int8)
     index = {m: i for i, m in enumerate(MODALITIES)}
