@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def _show_built(dirs: dict[str, Path]) -> None:
     for pool, path in dirs.items():
         meta = read_meta(path)
         rec = meta.get("recall")
-        table.add_row(pool, meta["kind"], f"{meta.get('count', 0):,}",
+        kind = f"{meta['backend']} {meta['kind']}" if meta.get("backend") else meta["kind"]
+        table.add_row(pool, kind, f"{meta.get('count', 0):,}",
                       str(meta.get("dimension", "-")),
                       f"{rec['recall']:.4f}@{rec['k']}" if rec else "-",
                       f"{meta.get('build_seconds', 0):.1f}", str(path))
@@ -80,7 +82,7 @@ def _show_memory(dirs: dict[str, Path]) -> None:
 
 @click.group()
 def index() -> None:
-    """Build dense (FAISS, flat16) and BM25 indexes; fuse run directories."""
+    """Build dense (FAISS, flat16 or Milvus) and BM25 indexes; fuse run directories."""
 
 
 @config_command("build", group=index, config="augret.index.config:IndexConfig", flags=(
@@ -103,13 +105,36 @@ def index() -> None:
               help="M-BEIR directory of the pool files (default: the embedding meta's).")
 @click.option("--force", is_flag=True, help="Rebuild even when up to date.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--backend", default="faiss", show_default=True,
+              help="faiss (index files), flat16 (the exact kind over float16 shards: "
+                   "kind=flat16), or milvus: one Milvus collection for every pool, with BM25 "
+                   "over the candidate texts (--config/--set take MilvusConfig keys then).")
+@click.option("--uri", default=None,
+              help="With --backend milvus: the server (http://HOST:19530; its token from "
+                   "$MILVUS_TOKEN) or a Milvus Lite file (*.db) [default: OUT/milvus.db].")
+@click.option("--collection", default=None,
+              help="With --backend milvus: the collection [default: augret_<OUT name>].")
 def build(emb_dir: Path, out_dir: Path, pool: str | None, union: bool, all_: bool,
           config: ConfigArgs, modalities: bool | None, data_dir: Path | None,
-          force: bool, no_progress: bool) -> None:
-    """Build dense indexes (FAISS kinds, or the exact flat16) from the pool entries of
-    EMB_DIR."""
+          force: bool, no_progress: bool, backend: str, uri: str | None,
+          collection: str | None) -> None:
+    """Build dense indexes (FAISS kinds, the exact flat16, or a Milvus collection) from the
+    pool entries of EMB_DIR."""
+    from augret.index.backends import BACKENDS
     from augret.index.build import build_indexes
 
+    chosen = BACKENDS.get(backend)
+    if chosen is None or backend == "bm25":
+        raise ConfigError(f"--backend {backend!r}: use one of "
+                          f"{[n for n in BACKENDS if n != 'bm25']} (BM25: augret index bm25)")
+    given = {k: v for k, v in (("uri", uri), ("collection", collection)) if v is not None}
+    if given and backend != "milvus":
+        raise ConfigError("--uri and --collection go with --backend milvus")
+    if backend == "flat16":
+        given["kind"] = "flat16"  # IndexConfig's kind names the backend
+    if "backend" in {f.name for f in dataclasses.fields(chosen.config)}:
+        given["backend"] = backend  # a config class several backends share names its backend
+    config = dataclasses.replace(config, cls=chosen.config, flags={**config.flags, **given})
     dirs = build_indexes(emb_dir, out_dir, config.load(), pool=_target(pool, union, all_),
                          modalities=modalities, data_dir=data_dir, force=force,
                          progress=not no_progress)

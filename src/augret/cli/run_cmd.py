@@ -13,7 +13,8 @@ from augret.cli.options import ConfigArgs, config_command, flag
     flag("--encoder"), flag("--pools"), flag("--retriever"), flag("--tasks"),
     flag("--instruction"), flag("--index-kind", key="index.kind"), flag("--k"),
     flag("--filter-modality"), flag("--rrf-k"), flag("--metrics"), flag("--batch-size"),
-    flag("--workers"), flag("--device"), flag("--precision")))
+    flag("--workers"), flag("--device"), flag("--precision"), flag("--backend"),
+    flag("--milvus-uri", key="milvus.uri")))
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Output directory (stages whose inputs did not change are reused).")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from augret.config import check_choices, check_min, option
 from augret.errors import ConfigError
-from augret.index.config import BM25Config, IndexConfig
+from augret.index.config import BM25Config, IndexConfig, MilvusConfig
 
 __all__ = ["RETRIEVERS", "RunConfig"]
 
@@ -30,7 +30,8 @@ class RunConfig:
                                       "retrievers), as for augret embed.")
     retriever: Literal["dense", "bm25", "hybrid"] = option(
         "dense", hash=RETRIEVERS,
-        help="dense (FAISS), bm25, or hybrid (reciprocal rank fusion of both).")
+        help="dense (FAISS, or Milvus: see backend), bm25, or hybrid (reciprocal rank fusion "
+             "of both).")
     pools: list[str] = option(factory=lambda: ["local", "union"], hash=RETRIEVERS,
                               help="local and/or union.")
     tasks: list[str] | None = option(None, hash=RETRIEVERS,
@@ -53,9 +54,17 @@ class RunConfig:
     device: str = option("auto", hash=_DENSE,
                          help="Encoder device (auto, cpu, cuda...), also the search device of "
                               "flat16 indexes (auto: the GPUs when present).")
+    backend: Literal["faiss", "milvus"] = option(
+        "faiss", hash=_DENSE,
+        help="Where dense retrieval runs: faiss (the default, and the only backend for "
+             "published M-BEIR numbers) or milvus (one Milvus collection, see the milvus "
+             "section; hybrid then takes BM25 from the same collection).")
     index: IndexConfig = option(factory=IndexConfig, hash=_DENSE,
                                 help="Dense index parameters (default: exact, UniIR's "
                                      "protocol).")
+    milvus: MilvusConfig = option(factory=MilvusConfig, hash=_DENSE,
+                                  help="The Milvus collection (backend milvus; default: a "
+                                       "Milvus Lite database in OUT/index/milvus).")
     bm25: BM25Config = option(factory=BM25Config, hash=("bm25", "hybrid"),
                               help="BM25 parameters.")
     k: int | None = option(None, hash=RETRIEVERS,
@@ -74,6 +83,9 @@ class RunConfig:
             raise ConfigError("pools must be 'local' and/or 'union'")
         if self.retriever != "bm25" and not self.encoder:
             raise ConfigError(f"the {self.retriever} retriever needs an encoder")
+        if self.backend == "milvus" and self.retriever == "bm25":
+            raise ConfigError("the milvus backend searches a collection of embeddings: use "
+                              "retriever dense, or hybrid (BM25 from the same collection)")
         check_min(self, 1, "batch_size", "k", "context_length")
         check_min(self, 0, "workers")
         if self.rrf_k <= 0:

@@ -10,6 +10,9 @@ candidates from ``corpus_dir``; qrels always from ``data_dir``. Output layout::
       embeddings/pools/          augret embed of the pools                  (dense, hybrid)
       index/dense/<pool>/, union/   FAISS indexes                           (dense, hybrid)
       index/bm25/<pool>/, union/    BM25 indexes                            (bm25, hybrid)
+      index/milvus/                 backend milvus: its Milvus Lite database (milvus.db,
+                                    unless milvus.uri names a server) and <pool>/, union/;
+                                    it replaces index/dense and index/bm25
       runs/{dense,bm25,hybrid}/  <task>_<local|union>.run
       table.md, table.csv, table.json, metrics.json
 
@@ -179,21 +182,27 @@ class _Pipeline:
         return self.stage(f"embed_{which}", directory, fingerprint(key, inputs), work,
                           inputs=inputs, config=config_to_dict(cfg))
 
+    def index_dir(self, kind: str) -> Path:
+        """The indexes a retriever searches (``index/milvus`` for both with Milvus)."""
+        return self.out / "index" / ("milvus" if self.cfg.backend == "milvus" else kind)
+
     def index_dense(self, pools_fp: str) -> str:
         from augret.index.build import build_indexes
 
         c = self.cfg
-        chash = config_hash(c.index)
-        directory = self.out / "index" / "dense"
+        cfg = c.milvus if c.backend == "milvus" else c.index
+        chash = config_hash(cfg)
+        directory = self.index_dir("dense")
         inputs = {"embeddings": pools_fp, "pools": c.pools}
 
         def work() -> None:
-            build_indexes(self.out / "embeddings" / "pools", directory, c.index,
+            build_indexes(self.out / "embeddings" / "pools", directory, cfg,
                           local="local" in c.pools, union="union" in c.pools,
                           progress=self.progress)
 
-        return self.stage("index_dense", directory, fingerprint(chash, inputs), work,
-                          inputs=inputs, config=config_to_dict(c.index))
+        name = "index_milvus" if c.backend == "milvus" else "index_dense"
+        return self.stage(name, directory, fingerprint(chash, inputs), work,
+                          inputs=inputs, config=config_to_dict(cfg))
 
     def index_bm25(self) -> str:
         from augret.index.build import build_indexes
@@ -221,7 +230,7 @@ class _Pipeline:
         source = (self.out / "embeddings" / "queries") if kind == "dense" else self.queries.root
 
         def work() -> None:
-            search_to_run_dir(source, self.out / "index" / kind, directory, cfg,
+            search_to_run_dir(source, self.index_dir(kind), directory, cfg,
                               pools=self.cfg.pools, tasks=self.tasks, force=True)
 
         return self.stage(f"search_{kind}", directory,
@@ -312,14 +321,17 @@ def run_mbeir(data_dir: str | Path, out_dir: str | Path, cfg: RunConfig, *,
     log.info("tasks: %s; pools: %s; retriever: %s", ", ".join(p.tasks), ", ".join(cfg.pools),
              cfg.retriever)
     run_fps: dict[str, str] = {}
+    dense_index = ""
     if cfg.dense:
         queries_fp = p.embed("queries")
         pools_fp = p.embed("pools")
-        run_fps["dense"] = p.search("dense", queries_fp, p.index_dense(pools_fp))
+        dense_index = p.index_dense(pools_fp)
+        run_fps["dense"] = p.search("dense", queries_fp, dense_index)
     if cfg.lexical:
         query_inputs = fingerprint(str(p.queries.root.resolve()),
                                    file_stats(_query_files(p.queries, p.tasks)))
-        run_fps["bm25"] = p.search("bm25", query_inputs, p.index_bm25())
+        lexical_index = dense_index if cfg.backend == "milvus" else p.index_bm25()
+        run_fps["bm25"] = p.search("bm25", query_inputs, lexical_index)
     if cfg.retriever == "hybrid":
         final = p.fuse(run_fps["dense"], run_fps["bm25"])
     else:

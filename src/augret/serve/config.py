@@ -20,7 +20,9 @@ class SearcherConfig:
 
     bm25_dir: Path | None = option(None, help="A BM25 index (or root) to fuse with the dense "
                                               "index: hybrid search (reciprocal rank "
-                                              "fusion).")
+                                              "fusion). A Milvus index here is searched by "
+                                              "its BM25 function (give the same directory "
+                                              "twice for Milvus hybrid).")
     pool: str | None = option(None, help="Pool to take from an index root (default: union, "
                                          "or the only one).")
     data_dir: Path | None = option(None, help="M-BEIR directory of the pool files (default: "

@@ -216,7 +216,8 @@ class Searcher:
         Args:
             index_dir: A dense or BM25 index directory, or a root of one per pool.
             bm25_dir: A BM25 index (directory or root) to fuse with a dense ``index_dir``:
-                hybrid search.
+                hybrid search. A Milvus index there is searched by text (its BM25
+                function), so ``bm25_dir=index_dir`` makes a Milvus index hybrid alone.
             pool: The pool to take from a root (default: ``union``, or the only one).
             data_dir: The M-BEIR directory of the pool files (default: as recorded in the
                 index's ``meta.json``).
@@ -234,9 +235,12 @@ class Searcher:
             ConfigError: Two indexes of the same kind, or an unusable encoder.
         """
         dense = bm25 = None
-        for path in [index_dir] + ([bm25_dir] if bm25_dir is not None else []):
+        for second, path in enumerate([index_dir] + ([bm25_dir] if bm25_dir is not None
+                                                      else [])):
             where = pick_index(path, pool)
             index = load_index(where, gpu=gpu, device=search_device(device))
+            if second and hasattr(index, "lexical"):
+                index = index.lexical()  # a Milvus index: BM25 over its own texts
             is_bm25 = index.meta.get("kind") == "bm25"
             if (bm25 if is_bm25 else dense) is not None:
                 raise ConfigError(f"hybrid search needs one dense and one BM25 index; both "
