@@ -15,6 +15,7 @@ from augret.formats.indexes import read_ids, read_meta, write_ids, write_meta
 from augret.index import BM25Config, IndexConfig, build_indexes, load_index, search_to_run_dir
 from augret.index.backends import BACKENDS, IndexBackend, backend_for, backend_of
 from augret.index.bm25 import BM25Index
+from augret.index.config import MilvusConfig
 from augret.index.dense import DenseIndex, build_index
 from augret.index.pools import embedded_pools, pool_entries
 from augret.index.queries import EmbeddedQueries
@@ -39,6 +40,7 @@ def test_the_public_surface() -> None:
 def test_the_config_picks_the_builder() -> None:
     assert backend_for(IndexConfig()).name == "faiss"
     assert backend_for(BM25Config()).name == "bm25"
+    assert backend_for(MilvusConfig()).name == "milvus"
 
     @dataclass(frozen=True)
     class Named:
@@ -54,6 +56,7 @@ def test_the_config_picks_the_builder() -> None:
 @pytest.mark.parametrize(("meta", "want"), [
     ({"kind": "flat"}, "faiss"), ({"kind": "hnsw"}, "faiss"), ({"kind": "bm25"}, "bm25"),
     ({"kind": "flat", "backend": "bm25"}, "bm25"),  # a recorded backend wins over the kind
+    ({"kind": "hnsw", "backend": "milvus"}, "milvus"),
 ])
 def test_meta_json_picks_the_loader(meta: dict, want: str) -> None:
     assert backend_of(meta).name == want
@@ -62,8 +65,8 @@ def test_meta_json_picks_the_loader(meta: dict, want: str) -> None:
 def test_unknown_kinds_and_backends_are_format_errors() -> None:
     with pytest.raises(DataFormatError, match="kind 'annoy'"):
         backend_of({"kind": "annoy"})
-    with pytest.raises(DataFormatError, match="backend 'milvus'"):
-        backend_of({"kind": "flat", "backend": "milvus"})
+    with pytest.raises(DataFormatError, match="backend 'qdrant'"):
+        backend_of({"kind": "flat", "backend": "qdrant"})
 
 
 def test_options_of_another_backend_are_refused(sample_dir: Path, tmp_path: Path) -> None:
