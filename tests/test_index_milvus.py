@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError, IndexUnavailable
-from test_index_support import brute_force, clustered, dids, write_entry, write_meta
-from test_milvus_support import compare_runs, free_port, lite_rows_written, run_cli
-from test_serve_support import shapes_indexes
+from helpers.embedding_dirs import brute_force, clustered, dids, write_entry, write_meta
+from helpers.milvus import compare_runs, lite_rows_written, run_cli
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -33,8 +32,8 @@ DIM = 8
 
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
 @pytest.fixture(scope="module")
@@ -265,14 +264,17 @@ def test_up_to_date_builds_are_kept_and_a_new_config_replaces_the_collection(tmp
 
 
 # ---- errors ------------------------------------------------------------------------------------
-def test_an_unreachable_server_is_index_unavailable(tmp_path):
+def test_an_unreachable_server_is_index_unavailable(tmp_path, free_port):
     from augret.index import build_indexes, load_index
     from augret.index.config import MilvusConfig
 
     emb = _emb(tmp_path / "emb", n=100)
-    uri = f"http://127.0.0.1:{free_port()}"
+    uri = f"http://127.0.0.1:{free_port}"
     with pytest.raises(IndexUnavailable, match=re.escape(f"'augret_idx' at {uri}")):
         build_indexes(emb, tmp_path / "idx", MilvusConfig(uri=uri, timeout=5),
+                      progress=False)
+    with pytest.raises(ConfigError, match=r"holds credentials; give them in \$MILVUS_TOKEN"):
+        build_indexes(emb, tmp_path / "idx", MilvusConfig(uri="https://root:pw@host:19530"),
                       progress=False)
     build_indexes(emb, tmp_path / "ok", MilvusConfig(text_search=False), progress=False)
     meta = json.loads((tmp_path / "ok" / "union" / "meta.json").read_text())
@@ -333,6 +335,7 @@ def test_search_limits_and_filters(tmp_path):
     build_indexes(emb, tmp_path / "idx", MilvusConfig(text_search=False), progress=False)
     index = load_index(tmp_path / "idx" / "cirr_task7")
     q = np.random.default_rng(5).standard_normal((3, DIM)).astype(np.float32)
+    assert index.search([], 5).ids.shape == (0, 5)
     res = index.search(q, 200)  # more than the pool: padded
     assert (res.rows[:, :100] >= 0).all() and (res.rows[:, 100:] == -1).all()
     assert set(res.ids[:, :100].ravel()) == set(dids(7, 100))
@@ -376,3 +379,30 @@ def test_cli_build_info_search_and_query(idx, shapes_milvus, tmp_path):
         "webqa_task1_union.run"]
     assert main(["query", str(shapes_milvus), "--bm25", str(shapes_milvus), "--text",
                  "a red circle", "--device", "cpu", "-k", "3", "--json"]) == 0
+
+
+# ---- the M-BEIR pipeline -------------------------------------------------------------------
+def test_mini_mscoco_runs_and_table_equal_faiss_exact(shared_data, tmp_path):
+    import shutil
+
+    from augret.pipeline import RunConfig, run_mbeir
+
+    data = shared_data / "mbeir-mini-mscoco"
+    if not data.is_dir():
+        pytest.skip("mbeir-mini-mscoco is not in ../shared/data")
+    kw = {"encoder": "tiny", "workers": 0, "device": "cpu"}
+    out = tmp_path / "out"
+    faiss = run_mbeir(data, out, RunConfig(**kw), progress=False)
+    shutil.copytree(out / "runs" / "dense", tmp_path / "faiss_runs")
+    milvus = run_mbeir(data, out, RunConfig(backend="milvus", **kw), progress=False)
+    assert milvus.status() == {"embed_queries": "reused", "embed_pools": "reused",
+                               "index_milvus": "ran", "search_dense": "ran",
+                               "evaluate": "ran"}
+    assert (out / "index" / "milvus" / "milvus.db").is_dir()
+    assert milvus.table == faiss.table
+    got = {p.name: p for p in (out / "runs" / "dense").glob("*.run")}
+    want = {p.name: p for p in (tmp_path / "faiss_runs").glob("*.run")}
+    assert len(want) == 4 and set(compare_runs(got, want).values()) == {0}
+    hybrid = run_mbeir(data, out, RunConfig(backend="milvus", retriever="hybrid", **kw),
+                       progress=False)
+    assert "index_bm25" not in hybrid.status() and hybrid.status()["search_bm25"] == "ran"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from helpers.milvus import EmbeddedMilvus, compare_runs, run_cli
+from helpers.serve import LiveServer
 from test_index_milvus import _emb
-from test_milvus_support import EmbeddedMilvus, compare_runs, run_cli
-from test_serve_support import LiveServer, shapes_indexes, tiny_encoder
 
 pytest.importorskip("milvus")
 pytest.importorskip("pymilvus")
@@ -39,8 +39,8 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
 def _cfg(server, name: str, **kw):
@@ -127,13 +127,13 @@ def test_missing_and_half_built_collections_over_the_uri(server, tmp_path):
         load_index(union)
 
 
-def test_503_while_the_server_is_down_then_recovery(server, idx, tmp_path):
+def test_503_while_the_server_is_down_then_recovery(server, idx, tmp_path, tiny_encoder):
     from augret.index import build_indexes
     from augret.serve import Searcher, ServeConfig, create_app
 
     build_indexes(idx.emb, tmp_path / "idx", _cfg(server, "served", timeout=10),
                   progress=False)
-    searcher = Searcher.open(tmp_path / "idx", encoder=tiny_encoder())
+    searcher = Searcher.open(tmp_path / "idx", encoder=tiny_encoder)
     body = {"text": "a small blue square", "k": 5}
     with LiveServer(create_app(searcher, ServeConfig())) as live, \
             httpx.Client(base_url=live.url, timeout=120) as client:

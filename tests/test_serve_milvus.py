@@ -10,8 +10,8 @@ import time
 import pytest
 
 from augret.errors import IndexUnavailable
-from test_milvus_support import LiteServer
-from test_serve_support import LiveServer, shapes_indexes, tiny_encoder
+from helpers.milvus import LiteServer
+from helpers.serve import LiveServer
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -25,8 +25,8 @@ TOKEN = "tok-5f3a9c-never-on-disk"
 
 
 @pytest.fixture(scope="module")
-def idx(sample_dir, tmp_path_factory):
-    return shapes_indexes(sample_dir, tmp_path_factory.mktemp("shapes-index"))
+def idx(shapes_indexes):
+    return shapes_indexes
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +58,12 @@ def test_the_token_stays_in_the_environment(milvus_dir, db):
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
-def test_searcher_hits_equal_faiss_and_hybrid_uses_the_same_collection(idx, milvus_dir):
+def test_searcher_hits_equal_faiss_and_hybrid_uses_the_same_collection(idx, milvus_dir,
+                                                                        tiny_encoder):
     from augret.serve import AdhocQuery, Searcher
 
-    faiss = Searcher.open(idx.dense, encoder=tiny_encoder())
-    milvus = Searcher.open(milvus_dir, encoder=tiny_encoder())
+    faiss = Searcher.open(idx.dense, encoder=tiny_encoder)
+    milvus = Searcher.open(milvus_dir, encoder=tiny_encoder)
     assert milvus.kind == "dense" and len(milvus.catalog) == 228
     for q in (AdhocQuery(text="a small blue square"),
               AdhocQuery(text="Which shape has three sides?", task="webqa_task1"),
@@ -70,17 +71,17 @@ def test_searcher_hits_equal_faiss_and_hybrid_uses_the_same_collection(idx, milv
         got, want = milvus.search(q, k=8), faiss.search(q, k=8)
         assert [h.id for h in got.hits] == [h.id for h in want.hits]
         assert [h.image_path for h in got.hits] == [h.image_path for h in want.hits]
-    hybrid = Searcher.open(milvus_dir, bm25_dir=milvus_dir, encoder=tiny_encoder())
+    hybrid = Searcher.open(milvus_dir, bm25_dir=milvus_dir, encoder=tiny_encoder)
     assert hybrid.kind == "hybrid"
     res = hybrid.search("Which shape has three sides?", k=5)
     text_hits = hybrid.bm25.search(["Which shape has three sides?"], 5)
     assert text_hits.ids[0][0] in {h.id for h in res.hits}
 
 
-def test_503_while_the_database_is_down_then_recovery(milvus_dir, db):
+def test_503_while_the_database_is_down_then_recovery(milvus_dir, db, tiny_encoder):
     from augret.serve import Searcher, ServeConfig, create_app
 
-    searcher = Searcher.open(milvus_dir, encoder=tiny_encoder())
+    searcher = Searcher.open(milvus_dir, encoder=tiny_encoder)
     body = {"text": "a small blue square", "k": 5}
     with LiveServer(create_app(searcher, ServeConfig())) as live, \
             httpx.Client(base_url=live.url, timeout=60) as client:

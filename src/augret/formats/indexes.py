@@ -12,6 +12,10 @@ Layout::
       vectors/         kind "flat16": float16 shards          (written by augret.index.flat16)
       bm25/            kind "bm25": the bm25s files           (written by augret.index.bm25)
 
+A directory of the ``milvus`` backend has no payload file: ``meta.json`` names the Milvus
+collection holding it (written by :mod:`augret.index.milvus_build`, read by
+:mod:`augret.index.milvus`).
+
 This module writes and reads ``meta.json``, ``ids.txt`` and ``modalities.npy`` and says where
 the payload lives (:func:`payload_path`); the payload itself is written and read by the index
 kinds. A directory whose subfolders are index directories (``<pool>/``, ``union/``) is an

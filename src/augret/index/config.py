@@ -174,6 +174,9 @@ class MilvusConfig:
                                  "(user:password or an API key); the token is never written "
                                  "to disk.")
     timeout: float = option(60.0, hash=False, help="Seconds one call to the server may take.")
+    replicas: int = option(1, hash=False, help="In-memory replicas the collection is loaded "
+                                               "with (a cluster's query nodes serve them in "
+                                               "parallel).")
     normalize: bool = option(True, help="L2-normalise vectors before indexing (as FAISS; keep "
                                         "it on).")
     nlist: int | None = option(None, help="IVF lists; none picks 4·√n (at most n / 39).")
@@ -206,7 +209,7 @@ class MilvusConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         check_min(self, 1, "nprobe", "hnsw_m", "ef_construction", "ef_search", "recall_k",
-                  "insert_rows", "nlist")
+                  "insert_rows", "nlist", "replicas")
         check_min(self, 0, "recall_queries")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0, got {self.timeout!r}")

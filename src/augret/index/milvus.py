@@ -23,7 +23,6 @@ from augret.data.ids import MODALITIES
 from augret.errors import ConfigError, DataFormatError
 from augret.formats.embeddings import is_embedding_dir
 from augret.formats.indexes import read_ids, read_meta
-from augret.index._progress import progress as progress_bar
 from augret.index.milvus_db import (
     FIELDS,
     FINGERPRINT_KEY,
@@ -37,6 +36,7 @@ from augret.index.milvus_db import (
 from augret.index.queries import EmbeddedQueries, QuerySource, TextQueries
 from augret.index.search import SearchResult
 from augret.index.vectors import l2_normalize
+from augret.progress import track
 
 __all__ = ["MAX_K", "MilvusIndex", "MilvusTextIndex", "check_collection", "milvus_queries",
            "target_of"]
@@ -177,9 +177,10 @@ class MilvusIndex:
         meta = read_meta(path)
         if meta.get("backend") != "milvus":
             raise DataFormatError("not an index directory of the milvus backend", path=path)
-        collection = Collection(target_of(meta, path, timeout=timeout))
+        collection = Collection(target_of(meta, path, timeout=timeout),
+                                replicas=int((meta.get("config") or {}).get("replicas", 1)))
         check_collection(collection, meta)
-        collection.call("load", "load_collection", collection.name)
+        collection.load()
         return cls(collection, meta, path=path, nprobe=nprobe, ef_search=ef_search)
 
     # ---- search ------------------------------------------------------------------------------
@@ -191,7 +192,8 @@ class MilvusIndex:
         """
         if not self.has_text:
             raise ConfigError(f"{self.target} was built without text search (text_search: "
-                              "false); lexical and hybrid search need it")
+                              "false, or no pool files for the texts); lexical and hybrid "
+                              "search need it")
         return MilvusTextIndex(self)
 
     def search(self, queries: Any, k: int, *, batch_size: int = 1024,
@@ -214,7 +216,11 @@ class MilvusIndex:
             DataFormatError: Query vectors of another dimension.
             IndexUnavailable: The database cannot be reached.
         """
-        if isinstance(queries, str) or (isinstance(queries, Sequence) and queries
+        if isinstance(queries, (list, tuple)) and not queries:
+            return SearchResult(ids=np.zeros((0, k), dtype=str),
+                                scores=np.zeros((0, k), dtype=np.float32),
+                                rows=np.zeros((0, k), dtype=np.int64))
+        if isinstance(queries, str) or (isinstance(queries, Sequence)
                                         and all(q is None or isinstance(q, str)
                                                 for q in queries)):
             return self.lexical().search(queries, k, batch_size=batch_size,
@@ -267,7 +273,7 @@ class MilvusIndex:
         ids = np.full((n, k), "", dtype=object)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         rows = np.full((n, k), -1, dtype=np.int64)
-        with progress_bar("Milvus search", n, enabled=progress) as advance:
+        with track("Milvus search", n, enabled=progress) as advance:
             for start in range(0, n, max(1, batch_size)):
                 batch = data[start: start + batch_size]
                 live = [i for i, x in enumerate(batch) if not bm25 or (x and x.strip())]

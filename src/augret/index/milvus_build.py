@@ -48,7 +48,6 @@ from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
 from augret.formats.fingerprint import stable_hash
 from augret.formats.indexes import begin_write, read_meta, write_ids, write_meta
 from augret.index._faiss import default_nlist
-from augret.index._progress import progress as progress_bar
 from augret.index.config import MilvusConfig
 from augret.index.milvus import MilvusIndex, target_of
 from augret.index.milvus_db import (
@@ -64,6 +63,7 @@ from augret.index.milvus_db import (
 from augret.index.pools import check_unique, entry_pool_files, pool_entries
 from augret.index.recall import exact_topk, recall_at_k
 from augret.index.vectors import VectorSet, l2_normalize
+from augret.progress import track
 
 __all__ = ["LITE_FILE", "RECORD_FILE", "build_milvus_indexes", "build_milvus_pool"]
 
@@ -311,6 +311,9 @@ def _default_collection(root: Path) -> str:
 
 def _target(cfg: MilvusConfig, root: Path) -> Target:
     uri = cfg.uri or str(root / LITE_FILE)
+    if "@" in uri.partition("://")[2].partition("/")[0]:
+        raise ConfigError(f"the uri holds credentials; give them in ${cfg.token_env} instead "
+                          "(meta.json records the uri, never the token)")
     if is_lite(uri):
         if not uri.endswith(".db"):
             raise ConfigError(f"uri {uri!r}: a Milvus Lite database path ends in .db; a server "
@@ -358,7 +361,7 @@ def _insert(col: Collection, plan: _Plan, pools: list[str], records: _Records,
     confirmed, check_until = int(record["confirmed"]), int(record["check_until"])
     names = {bits: [p for b, p in enumerate(pools) if bits >> b & 1]
              for bits in set(plan.members.values())}
-    with progress_bar(f"inserting into {col.name}", plan.rows, enabled=progress) as advance:
+    with track(f"inserting into {col.name}", plan.rows, enabled=progress) as advance:
         advance(confirmed)
         for pos, ids, vectors in _chunks(plan, cfg.insert_rows, confirmed, cfg.normalize):
             end = pos + len(ids)
@@ -449,13 +452,13 @@ def build_milvus_indexes(emb_dir: str | Path, targets: dict[str, Path], *, root:
         return done
     t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    col = Collection(target)
+    col = Collection(target, replicas=cfg.replicas)
     owner = stable_hash(str(root.resolve()))
     new = _open_collection(col, cfg, plan, pools, fp, owner, force)
     for directory in targets.values():
         begin_write(directory)
     _create_indexes(col, cfg, plan.rows)
-    col.call("load", "load_collection", col.name)
+    col.load()
     record = {"fingerprint": fp, "uri": target.uri, "collection": target.collection}
     old = read_json_or_none(root / RECORD_FILE) or {}
     if new:
@@ -509,7 +512,8 @@ def _finish(col: Collection, plan: _Plan, pools: list[str], targets: dict[str, P
             "filter": None if len(ids) == plan.rows else pool_filter(pool),
             "metric": "inner_product", "normalized": cfg.normalize, "dimension": plan.dim,
             "count": len(ids), "collection_rows": plan.rows, "encoder": emb.encoder,
-            "params": params, "modalities": records, "text_search": cfg.text_search,
+            "params": params, "modalities": records,
+            "text_search": cfg.text_search and records,
             "text": {"field": cfg.text_field, "analyzer": _analyzer(cfg),
                      "k1": cfg.k1, "b": cfg.b} if cfg.text_search else None,
             "sources": [{"entry": e.key, "rows": e.rows, "fingerprint": e.fingerprint}

@@ -148,6 +148,7 @@ class Collection:
 
     Args:
         target: Where it is.
+        replicas: In-memory replicas to load it with (when it is not loaded yet).
 
     Raises:
         IndexUnavailable: The server cannot be reached or the Lite database is held by
@@ -155,8 +156,9 @@ class Collection:
         MissingExtraError: pymilvus (or milvus-lite for a ``*.db`` path) is not installed.
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, *, replicas: int = 1) -> None:
         self.target = target
+        self.replicas = replicas
         require("pymilvus", "milvus")
         # pymilvus logs each failed call with its traceback on a handler of its own; the
         # errors raised here name the call, URI and collection, so keep only its worst
@@ -212,13 +214,21 @@ class Collection:
             except Exception as exc:
                 if attempt == 0 and _code(exc) == _NOT_LOADED and method != "load_collection":
                     log.info("%s is not loaded; loading it", self.target)
-                    self.call("load", "load_collection", self.name)
+                    self.load()
                     continue
                 error = translate(exc, self.target, action)
                 if isinstance(error, IndexUnavailable):
                     self._broken = True
                 raise error from None
         raise AssertionError("unreachable")
+
+    def load(self) -> None:
+        """Load the collection into memory unless it is loaded (a loaded collection keeps
+        its replicas)."""
+        state = self.call("ask the load state", "get_load_state", self.name).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            extra = {"replica_number": self.replicas} if self.replicas > 1 else {}
+            self.call("load", "load_collection", self.name, **extra)
 
     # ---- what the collection is ------------------------------------------------------------
     def exists(self) -> bool:

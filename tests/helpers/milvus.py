@@ -1,5 +1,4 @@
-"""Shared set-up of the Milvus backend tests (imported by ``test_index_milvus*``,
-``test_serve_milvus``); it holds no tests itself.
+"""Shared set-up of the Milvus backend tests (``test_index_milvus*``, ``test_serve_milvus``).
 
 * :class:`LiteServer`: Milvus Lite's own gRPC server (``milvus-lite server``) in a
   subprocess on a loopback port, a real server at a URI that can be killed and restarted.
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 
-def free_port() -> int:
+def free_port() -> int:  # the conftest fixture's, for use outside a test
     """A TCP port nobody listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,7 +172,7 @@ def lite_rows_written(db: Path, collection: str) -> int:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300
             ) -> subprocess.CompletedProcess:
     """``python -m augret ARGS`` with this checkout's sources first on the path."""
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     full = {**os.environ, **(env or {}),
             "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "augret", *args], env=full, timeout=timeout,
