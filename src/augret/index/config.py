@@ -202,7 +202,8 @@ class MilvusConfig:
     b: float = option(0.75, help="BM25 length normalisation.")
     stop_words: tuple[str, ...] = option(
         ENGLISH_STOP_WORDS, help="Words the BM25 analyzer drops (default: Lucene's English "
-                                 "list); the analyzer lowercases \\w+ words.")
+                                 "list); it splits words with Milvus's standard tokenizer "
+                                 "and lowercases them.")
     insert_rows: int = option(2000, hash=False, help="Rows per insert call (a Milvus request "
                                                       "holds at most 64 MB).")
 
