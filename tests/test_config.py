@@ -81,6 +81,7 @@ BAD: dict[str, dict] = {
     "ThroughputConfig": {"embed_items_per_s": 0}, "PlanConfig": {"workers": 0},
     "ExperimentConfig": {"gpus": 0}, "RayResources": {"workers": 0},
     "LoraConfig": {"r": 0}, "GradCacheConfig": {"query_chunk": 0},
+    "MilvusConfig": {"insert_rows": 0},
 }
 
 
@@ -206,10 +207,16 @@ def test_hash_values_written_before_the_metadata_are_unchanged() -> None:
     # the over-long policy changes what is generated, so it entered the hash on purpose
     assert stable_hash({k: v for k, v in values.items() if k != "overlong"}) == \
         "1fcb361a9fe7bb89"
-    # TrainConfig's value changed once since, with the fields MLLM training added (temperature,
-    # learn_temperature, hard_negative_max_sim, lora, gradient_checkpointing, encoder_options)
-    assert stable_hash(hash_values(TrainConfig(encoder="tiny", max_steps=3))) == \
-        "8875144f8b33bab6"
+    # fields added since (MLLM training, the milvus backend) count only when changed
+    train = TrainConfig(encoder="tiny", max_steps=3)
+    assert stable_hash(hash_values(train)) == "1b1dc23b7a42b780"
+    lora = dataclasses.replace(train, lora=dataclasses.replace(train.lora, r=8))
+    assert stable_hash(hash_values(lora)) != "1b1dc23b7a42b780"
+    assert hash_values(lora)["lora"]["r"] == 8
+    assert stable_hash(hash_values(dataclasses.replace(train, temperature=0.05))) != \
+        "1b1dc23b7a42b780"
+    milvus = dataclasses.replace(run, backend="milvus")
+    assert stable_hash(hash_values(milvus, scope="dense")) != "45f741e36e53a405"
     resolved = {"backbone": {"arch": "x"}, "weights": None, "precision": "fp32",
                 "context_length": 77, "data_dir": "/d", "image_root": "/d"}
     assert config_hash(EmbedConfig(encoder="tiny"), extra=resolved) == "9f0cbaf14e7b4e3a"

@@ -44,7 +44,7 @@ HashRule = bool | tuple[str, ...]
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, hash: HashRule = True,
-           factory: Callable[[], Any] | None = None) -> Any:
+           factory: Callable[[], Any] | None = None, hash_if_changed: bool = False) -> Any:
     """A config field with its help text and hash relevance in the field's metadata.
 
     Args:
@@ -54,8 +54,11 @@ def option(default: Any = dataclasses.MISSING, *, help: str, hash: HashRule = Tr
             ``False`` (e.g. workers, device, progress), or a tuple of scopes (a hash taken
             for one of them includes the field, others leave it out).
         factory: A default factory, for mutable defaults and nested configs.
+        hash_if_changed: Hash the field only when it differs from its default: for a field
+            added after stage records were written, whose default keeps the old behaviour,
+            so that those records stay valid.
     """
-    meta = {"help": help, "hash": hash}
+    meta = {"help": help, "hash": hash, "hash_if_changed": hash_if_changed}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -264,7 +267,8 @@ def hash_values(cfg: Any, scope: str | None = None) -> dict[str, Any]:
     """The JSON-ready values of the fields that decide a stage's output.
 
     A field counts when its ``hash`` metadata (:func:`option`) is ``True``, or a tuple of
-    scopes that holds ``scope``; nested configs recurse with the same scope.
+    scopes that holds ``scope``, unless it is marked ``hash_if_changed`` and holds its
+    default; nested configs recurse with the same scope.
 
     Args:
         cfg: A config dataclass.
@@ -277,9 +281,17 @@ def hash_values(cfg: Any, scope: str | None = None) -> dict[str, Any]:
         if rule is False or (rule is not True and scope not in rule):
             continue
         value = getattr(cfg, f.name)
+        if f.metadata.get("hash_if_changed") and value == _default(f):
+            continue
         nested = dataclasses.is_dataclass(value) and not isinstance(value, type)
         out[f.name] = hash_values(value, scope) if nested else _plain(value)
     return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def config_hash(cfg: Any, *, scope: str | None = None,

@@ -55,14 +55,14 @@ class RunConfig:
                          help="Encoder device (auto, cpu, cuda...), also the search device of "
                               "flat16 indexes (auto: the GPUs when present).")
     backend: Literal["faiss", "milvus"] = option(
-        "faiss", hash=_DENSE,
+        "faiss", hash=_DENSE, hash_if_changed=True,
         help="Where dense retrieval runs: faiss (the default, and the only backend for "
              "published M-BEIR numbers) or milvus (one Milvus collection, see the milvus "
              "section; hybrid then takes BM25 from the same collection).")
     index: IndexConfig = option(factory=IndexConfig, hash=_DENSE,
                                 help="Dense index parameters (default: exact, UniIR's "
                                      "protocol).")
-    milvus: MilvusConfig = option(factory=MilvusConfig, hash=_DENSE,
+    milvus: MilvusConfig = option(factory=MilvusConfig, hash=_DENSE, hash_if_changed=True,
                                   help="The Milvus collection (backend milvus; default: a "
                                        "Milvus Lite database in OUT/index/milvus).")
     bm25: BM25Config = option(factory=BM25Config, hash=("bm25", "hybrid"),

@@ -80,8 +80,9 @@ class OptimConfig:
         "cosine", help="cosine (CosineAnnealingLR to 0 over the whole run) or constant.")
     warmup_steps: int = option(0, help="Linear warm-up steps (UniIR: 0).")
     warmup_ratio: float = option(
-        0.0, help="Linear warm-up as a fraction of the schedule's total steps (LamRA: 0.03); "
-                  "set warmup_steps or warmup_ratio, not both.")
+        0.0, hash_if_changed=True,
+        help="Linear warm-up as a fraction of the schedule's total steps (LamRA: 0.03); "
+             "set warmup_steps or warmup_ratio, not both.")
     total_steps: int | None = option(
         None, help="Length of the schedule (default: steps per epoch x epochs, as UniIR; "
                    "max_steps only stops early and does not change the schedule).")
@@ -187,29 +188,34 @@ class TrainConfig:
     gather: bool = option(True, help="All-gather candidates across ranks with gradients "
                                      "(UniIR: yes).")
     temperature: float | None = option(
-        None, help="Initial softmax temperature (logits = cosine / temperature). None: the "
-                   "encoder's own (CLIP_SF: its pretrained logit scale); MLLM embedders, which "
-                   "have none, start at 0.05 (LamRA-Ret).")
+        None, hash_if_changed=True,
+        help="Initial softmax temperature (logits = cosine / temperature). None: the "
+             "encoder's own (CLIP_SF: its pretrained logit scale); MLLM embedders, which "
+             "have none, start at 0.05 (LamRA-Ret).")
     learn_temperature: bool | None = option(
-        None, help="Learn the temperature. None: each family's recipe (CLIP_SF learns its logit "
-                   "scale, as UniIR; MLLM embedders keep it fixed, as LamRA-Ret).")
+        None, hash_if_changed=True,
+        help="Learn the temperature. None: each family's recipe (CLIP_SF learns its logit "
+             "scale, as UniIR; MLLM embedders keep it fixed, as LamRA-Ret).")
     hard_negative_max_sim: float | None = option(
-        None, help="False-negative filter: a hard negative whose cosine similarity to a query "
-                   "is above this is left out of that query's candidates (U-MARVEL: 0.7). "
-                   "Hard negatives listed among the query's own positives are never drawn.")
+        None, hash_if_changed=True,
+        help="False-negative filter: a hard negative whose cosine similarity to a query "
+             "is above this is left out of that query's candidates (U-MARVEL: 0.7). "
+             "Hard negatives listed among the query's own positives are never drawn.")
     grad_cache: GradCacheConfig = option(
         factory=GradCacheConfig, hash=False,
         help="GradCache: chunked forward passes, so the batch is not bounded by memory "
              "(the result does not depend on it).")
-    lora: LoraConfig = option(factory=LoraConfig,
+    lora: LoraConfig = option(factory=LoraConfig, hash_if_changed=True,
                               help="MLLM embedders: LoRA adapters on the language model.")
     gradient_checkpointing: bool = option(
-        False, help="MLLM embedders: recompute the language model's activations in the "
-                    "backward pass (less memory, about a third more compute).")
+        False, hash_if_changed=True,
+        help="MLLM embedders: recompute the language model's activations in the "
+             "backward pass (less memory, about a third more compute).")
     encoder_options: dict[str, Any] = option(
-        factory=dict, help="MLLM embedders: spec fields of the starting encoder to override "
-                           "(max_image_tokens, min_image_tokens, max_text_tokens, "
-                           "padding_side) and attn_implementation.")
+        factory=dict, hash_if_changed=True,
+        help="MLLM embedders: spec fields of the starting encoder to override "
+             "(max_image_tokens, min_image_tokens, max_text_tokens, "
+             "padding_side) and attn_implementation.")
     write_merged: bool = option(
         False, hash=False,
         help="MLLM embedders: also write OUT/merged, the final model with its LoRA merged "
