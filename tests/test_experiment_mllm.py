@@ -50,7 +50,7 @@ def test_mllm_zero_shot_condition_runs_beside_clip(tmp_path: Path) -> None:
 
 def test_a_condition_trains_an_mllm_embedder_with_its_own_recipe(tmp_path: Path) -> None:
     raw = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text("utf-8"))
-    raw.update(tasks=["mscoco_task0"], pools=["local"], baseline=None)
+    raw.update(tasks=["mscoco_task0"], pools=["local"], baseline=None, seeds=None)
     raw["training"]["overrides"] = {"max_steps": 2, "save_every": 2, "log_every": 1,
                                     "val.file": ""}
     raw["conditions"] = [

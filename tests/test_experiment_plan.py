@@ -409,10 +409,15 @@ def test_plan_index_memory_per_condition_and_machine_warnings(sample_copy):
     assert ("baseline", "query_enhanced", "hybrid_enhanced") not in trained  # by view
     assert any("baseline" in c for c in trained)
 
-    small = 0.9 * n * (768 * 4 + 8) / 2**30  # below the float32 union, above float16
+    # the widest encoder's union index (an MLLM extra's) is the largest
+    big = max(roomy.index["indexes"], key=lambda i: i["largest_index_bytes"])
+    assert big["pool"] == "union" and big["largest_index_bytes"] == roomy.index[
+        "largest_index_bytes"] > union["largest_index_bytes"]
+    small = 0.9 * big["largest_index_bytes"] / 2**30  # below its float32, above its float16
+    assert big["largest_fp16_bytes"] < small * 2**30
     tight = plan_with(**{"planning.memory_gb": small})
     assert len(tight.warnings) == 1 and "use the flat16 kind" in tight.warnings[0]
-    assert "pretrained, raw corpus, union" in tight.warnings[0]
+    assert f"{big['encoder']}, {big['view']} corpus, union" in tight.warnings[0]
     ok16 = plan_with(**{"planning.memory_gb": small, "retrieval": {"index": {"kind": "flat16"}}})
     assert ok16.index["kind"] == "flat16" and not ok16.warnings
     tiny = plan_with(**{"planning.memory_gb": 1e-6, "planning.gpu_memory_gb": 1e-6,

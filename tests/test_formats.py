@@ -188,7 +188,7 @@ def test_the_ground_floor_and_shared_modules_import_no_stage():
     assert _imported_packages("data") <= {"data", "errors", "_lazy", "_paths", "progress"}
     assert _imported_packages("progress") <= {"progress"}
     assert _imported_packages("images") <= {"images", "errors", "_lazy"}
-    assert _imported_packages("tiny_qwen") <= {"_lazy"}
+    assert _imported_packages("tiny_qwen") <= {"_lazy", "errors"}
 
 
 def test_encode_and_enhance_know_nothing_of_each_other():

@@ -89,13 +89,13 @@ def test_one_collection_serves_every_pool(idx, shapes_milvus):
     assert "milvus.db" not in {p.name for p in dirs.values()} and "union" in dirs
     metas = {pool: read_meta(d) for pool, d in dirs.items()}
     union = metas.pop("union")
-    assert union["filter"] is None and union["collection_rows"] == union["count"] == 228
+    assert union["filter"] is None and union["collection_rows"] == union["count"] == 288
     assert (shapes_milvus / "milvus.db").is_dir() and union["uri"] == "../milvus.db"
     for pool, meta in metas.items():
         assert meta["collection"] == union["collection"] == "augret_idx"
         assert meta["filter"] == f'array_contains(pools, "{pool}")'
         assert meta["backend"] == "milvus" and meta["kind"] == "flat"
-    assert sum(m["count"] for m in metas.values()) == 228
+    assert sum(m["count"] for m in metas.values()) == 288
     index = load_index(dirs["cirr_task7"])
     assert isinstance(index, MilvusIndex) and len(index) == metas["cirr_task7"]["count"]
     row = index.collection.call("get", "get", index.collection.name, ids=[index.ids[0]])[0]
