@@ -38,7 +38,7 @@ from augret.index.config import IndexConfig, check_gpu_mode
 from augret.index.memory import MemoryNeeds, flat_needs, vector_bytes
 from augret.index.pools import check_unique, modalities_from_pools, pool_entries
 from augret.index.recall import exact_topk, recall_at_k
-from augret.index.search import SearchResult, modality_mask, ranked_search
+from augret.index.search import SearchResult, modality_mask, query_matrix, ranked_search
 from augret.index.vectors import VectorSet, l2_normalize
 from augret.progress import track
 
@@ -189,14 +189,7 @@ class DenseIndex:
             ConfigError: ``k`` < 1, a bad modality, or no stored modalities for a filter.
             DataFormatError: The queries' dimension is not the index's.
         """
-        q = np.asarray(queries)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or (q.shape[0] and q.shape[1] != self.dim):
-            raise DataFormatError(f"queries of shape {q.shape} for an index of dimension "
-                                  f"{self.dim}")
-        if k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k}")
+        q = query_matrix(queries, self.dim, k)
         allowed = modality_mask(self.modalities, modalities)
         n = len(q)
         scores = np.empty((n, k), dtype=np.float32)

@@ -55,7 +55,7 @@ from augret.index.blocksearch import CpuEngine, RowBlocks
 from augret.index.config import IndexConfig
 from augret.index.memory import MemoryNeeds, flat16_needs
 from augret.index.pools import check_unique, modalities_from_pools, pool_entries
-from augret.index.search import SearchResult, modality_mask
+from augret.index.search import SearchResult, modality_mask, query_matrix
 from augret.index.vectors import VectorSet, l2_normalize
 from augret.progress import track
 
@@ -212,14 +212,7 @@ class Flat16Index:
             ConfigError: ``k`` < 1, a bad modality, or no stored modalities for a filter.
             DataFormatError: The queries' dimension is not the index's.
         """
-        q = np.asarray(queries)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or (q.shape[0] and q.shape[1] != self.dim):
-            raise DataFormatError(f"queries of shape {q.shape} for an index of dimension "
-                                  f"{self.dim}")
-        if k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k}")
+        q = query_matrix(queries, self.dim, k)
         allowed = modality_mask(self.modalities, modalities)
         n = len(q)
         scores = np.full((n, k), -np.inf, dtype=np.float32)

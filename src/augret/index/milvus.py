@@ -34,7 +34,7 @@ from augret.index.milvus_db import (
     modality_filter,
 )
 from augret.index.queries import EmbeddedQueries, QuerySource, TextQueries
-from augret.index.search import SearchResult
+from augret.index.search import SearchResult, query_matrix
 from augret.index.vectors import l2_normalize
 from augret.progress import track
 
@@ -225,12 +225,7 @@ class MilvusIndex:
                                                 for q in queries)):
             return self.lexical().search(queries, k, batch_size=batch_size,
                                          modalities=modalities, progress=progress)
-        q = np.asarray(queries)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or (q.shape[0] and q.shape[1] != self.dim):
-            raise DataFormatError(f"queries of shape {q.shape} for {self.target}, whose "
-                                  f"vectors have dimension {self.dim}")
+        q = query_matrix(queries, self.dim, k, where=str(self.target))
         q = l2_normalize(q) if normalize else np.ascontiguousarray(q, dtype=np.float32)
         return self._search(list(q), k, field=FIELDS["vector"],
                             params=self._vector_params(k), bm25=False,

@@ -16,10 +16,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from augret.data.ids import MODALITIES
-from augret.errors import ConfigError
+from augret.errors import ConfigError, DataFormatError
 from augret.evaluate.runs import Run
 
-__all__ = ["SearchResult", "Searchable", "modality_mask", "ranked_search", "search"]
+__all__ = ["SearchResult", "Searchable", "modality_mask", "query_matrix", "ranked_search",
+           "search"]
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 _MAX_CELLS = 1 << 24  # queries × depth per over-fetching call (~200 MB of results)
@@ -88,6 +89,30 @@ def search(index: Searchable, queries: Any, k: int, *, batch_size: int = 1024,
         ids and scores, best first.
     """
     return index.search(queries, k, batch_size=batch_size, modalities=modalities)
+
+
+def query_matrix(queries: Any, dim: int, k: int, *, where: str = "an index") -> np.ndarray:
+    """``queries`` as an ``(n, dim)`` array (one vector becomes one row), checked for a search
+    of ``k`` results.
+
+    Args:
+        queries: Query vectors.
+        dim: The index's dimension.
+        k: Results per query.
+        where: The index, as the dimension error names it.
+
+    Raises:
+        ConfigError: ``k`` < 1.
+        DataFormatError: The queries' dimension is not ``dim``.
+    """
+    q = np.asarray(queries)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or (q.shape[0] and q.shape[1] != dim):
+        raise DataFormatError(f"queries of shape {q.shape} for {where} of dimension {dim}")
+    if k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k}")
+    return q
 
 
 def modality_mask(codes: np.ndarray | None, modalities: str | Iterable[str] | None
