@@ -20,7 +20,7 @@ import numpy as np
 
 from augret import __version__
 from augret.config import config_hash, config_to_dict, write_resolved
-from augret.errors import ConfigError, DataFormatError, DataNotFoundError
+from augret.errors import ConfigError, DataFormatError
 from augret.formats.embeddings import EmbeddingDir, EmbeddingEntry
 from augret.formats.fingerprint import stable_hash
 from augret.formats.indexes import (
@@ -36,10 +36,21 @@ from augret.formats.indexes import (
 from augret.index import _faiss
 from augret.index.config import IndexConfig, check_gpu_mode
 from augret.index.memory import MemoryNeeds, flat_needs, vector_bytes
-from augret.index.pools import check_unique, modalities_from_pools, pool_entries
+from augret.index.pools import (
+    check_unique,
+    embedding_source_meta,
+    pool_entries,
+    pool_modalities,
+)
 from augret.index.recall import exact_topk, recall_at_k
-from augret.index.search import SearchResult, modality_mask, query_matrix, ranked_search
-from augret.index.vectors import VectorSet, l2_normalize
+from augret.index.search import (
+    SearchResult,
+    batched_search,
+    modality_mask,
+    query_matrix,
+    ranked_search,
+)
+from augret.index.vectors import VectorSet
 from augret.progress import track
 
 __all__ = ["DenseIndex", "build_index", "build_pool_index", "memory_needs"]
@@ -191,24 +202,15 @@ class DenseIndex:
         """
         q = query_matrix(queries, self.dim, k)
         allowed = modality_mask(self.modalities, modalities)
-        n = len(q)
-        scores = np.empty((n, k), dtype=np.float32)
-        rows = np.empty((n, k), dtype=np.int64)
-        with track("searching", n, enabled=progress) as advance:
-            for start in range(0, n, batch_size):
-                xb = q[start: start + batch_size]
-                xb = l2_normalize(xb) if normalize else np.ascontiguousarray(xb, np.float32)
 
-                def run(pos: np.ndarray, depth: int, xb: np.ndarray = xb
-                        ) -> tuple[np.ndarray, np.ndarray]:
-                    return self._backend(depth).search(xb[pos], depth)
+        def search_batch(xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            def run(pos: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+                return self._backend(depth).search(xb[pos], depth)
 
-                s, r = ranked_search(run, len(xb), k, self.ntotal, allowed)
-                scores[start: start + len(xb)] = s
-                rows[start: start + len(xb)] = r
-                advance(len(xb))
-        ids = np.where(rows >= 0, self.ids[np.clip(rows, 0, None)] if self.ntotal else "", "")
-        return SearchResult(ids=ids, scores=scores, rows=rows)
+            return ranked_search(run, len(xb), k, self.ntotal, allowed)
+
+        return batched_search(q, k, self.ids, search_batch, batch_size=batch_size,
+                              normalize=normalize, progress=progress)
 
 
 # ---- building ------------------------------------------------------------------------
@@ -417,20 +419,10 @@ def build_pool_index(emb_dir: str | Path, out_dir: str | Path | None, *, pool: s
     """
     emb = EmbeddingDir(emb_dir)
     entries = pool_entries(emb, pool)
-    vectors = VectorSet.from_entries(entries)
-    codes = None
-    if modalities is not False:
-        ids = vectors.read_ids()
-        codes = modalities_from_pools(entries, ids, data_dir=data_dir or emb.data_dir,
-                                      emb_root=emb.root)
-        if codes is None and modalities:
-            raise DataNotFoundError(f"no pool files found for the modalities of {pool!r}; "
-                                    "pass the M-BEIR directory (--data)")
-    return build_index(vectors, out_dir, cfg, pool=pool, encoder=emb.encoder,
-                       modalities=codes, force=force, progress=progress,
-                       extra_meta={"embedding_dir": str(emb.root),
-                                   "embedding_config_hash": emb.meta.get("config_hash"),
-                                   "data_dir": str(data_dir or emb.data_dir or "") or None})
+    codes = pool_modalities(emb, entries, pool, modalities, data_dir)
+    return build_index(VectorSet.from_entries(entries), out_dir, cfg, pool=pool,
+                       encoder=emb.encoder, modalities=codes, force=force, progress=progress,
+                       extra_meta=embedding_source_meta(emb, data_dir))
 
 
 def memory_needs(meta: dict[str, Any], path: str | Path) -> MemoryNeeds:

@@ -54,9 +54,14 @@ from augret.formats.indexes import (
 from augret.index.blocksearch import CpuEngine, RowBlocks
 from augret.index.config import IndexConfig
 from augret.index.memory import MemoryNeeds, flat16_needs
-from augret.index.pools import check_unique, modalities_from_pools, pool_entries
-from augret.index.search import SearchResult, modality_mask, query_matrix
-from augret.index.vectors import VectorSet, l2_normalize
+from augret.index.pools import (
+    check_unique,
+    embedding_source_meta,
+    pool_entries,
+    pool_modalities,
+)
+from augret.index.search import SearchResult, batched_search, modality_mask, query_matrix
+from augret.index.vectors import VectorSet
 from augret.progress import track
 
 __all__ = ["KIND", "Flat16Index", "build_index", "build_pool_index", "memory_needs"]
@@ -214,21 +219,8 @@ class Flat16Index:
         """
         q = query_matrix(queries, self.dim, k)
         allowed = modality_mask(self.modalities, modalities)
-        n = len(q)
-        scores = np.full((n, k), -np.inf, dtype=np.float32)
-        rows = np.full((n, k), -1, dtype=np.int64)
-        if n and self.ntotal:
-            with track("searching", n, enabled=progress) as advance:
-                for start in range(0, n, batch_size):
-                    xb = q[start: start + batch_size]
-                    xb = l2_normalize(xb) if normalize else np.ascontiguousarray(
-                        xb, np.float32)
-                    s, r = self.engine.search(xb, k, allowed)
-                    scores[start: start + len(xb)] = s
-                    rows[start: start + len(xb)] = r
-                    advance(len(xb))
-        ids = np.where(rows >= 0, self.ids[np.clip(rows, 0, None)] if self.ntotal else "", "")
-        return SearchResult(ids=ids, scores=scores, rows=rows)
+        return batched_search(q, k, self.ids, lambda xb: self.engine.search(xb, k, allowed),
+                              batch_size=batch_size, normalize=normalize, progress=progress)
 
 
 def _open_shard(index_dir: Path, rec: dict[str, Any], dim: int) -> np.ndarray:
@@ -466,19 +458,10 @@ def build_pool_index(emb_dir: str | Path, out_dir: str | Path, *, pool: str,
     """
     emb = EmbeddingDir(emb_dir)
     entries = pool_entries(emb, pool)
-    codes = None
-    if modalities is not False:
-        ids = VectorSet.from_entries(entries).read_ids()
-        codes = modalities_from_pools(entries, ids, data_dir=data_dir or emb.data_dir,
-                                      emb_root=emb.root)
-        if codes is None and modalities:
-            raise DataNotFoundError(f"no pool files found for the modalities of {pool!r}; "
-                                    "pass the M-BEIR directory (--data)")
+    codes = pool_modalities(emb, entries, pool, modalities, data_dir)
     return build_index(entries, out_dir, cfg, pool=pool, encoder=emb.encoder,
                        modalities=codes, force=force, progress=progress,
-                       extra_meta={"embedding_dir": str(emb.root),
-                                   "embedding_config_hash": emb.meta.get("config_hash"),
-                                   "data_dir": str(data_dir or emb.data_dir or "") or None})
+                       extra_meta=embedding_source_meta(emb, data_dir))
 
 
 def memory_needs(meta: dict[str, Any], path: str | Path, *, block_mb: int = 256

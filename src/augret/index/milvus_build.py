@@ -60,7 +60,12 @@ from augret.index.milvus_db import (
     is_lite,
     pool_filter,
 )
-from augret.index.pools import check_unique, entry_pool_files, pool_entries
+from augret.index.pools import (
+    check_unique,
+    embedding_source_meta,
+    entry_pool_files,
+    pool_entries,
+)
 from augret.index.recall import exact_topk, recall_at_k
 from augret.index.vectors import VectorSet, l2_normalize
 from augret.progress import track
@@ -522,9 +527,7 @@ def _finish(col: Collection, plan: _Plan, pools: list[str], targets: dict[str, P
             "server_version": version,
             "pymilvus_version": getattr(pymilvus, "__version__", None),
             "augret_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "embedding_dir": str(emb.root),
-            "embedding_config_hash": emb.meta.get("config_hash"),
-            "data_dir": str(data_dir or emb.data_dir or "") or None,
+            **embedding_source_meta(emb, data_dir),
         }
         indexes[pool] = MilvusIndex(col, meta, path=directory, ids=ids)
     if cfg.kind != "flat" and cfg.recall_queries > 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,11 @@ __all__ = [
     "UNION",
     "check_unique",
     "embedded_pools",
+    "embedding_source_meta",
     "entry_pool_files",
     "modalities_from_pools",
     "pool_entries",
+    "pool_modalities",
     "pool_names",
 ]
 
@@ -207,3 +210,38 @@ def modalities_from_pools(entries: Sequence[EmbeddingEntry], ids: Sequence[str],
             raise DataFormatError(f"indexed id {did!r} is not in the pool files "
                                   f"{', '.join(map(str, files))}") from None
     return codes
+
+
+def pool_modalities(emb: EmbeddingDir, entries: Sequence[EmbeddingEntry], pool: str,
+                    modalities: bool | None, data_dir: str | Path | None) -> np.ndarray | None:
+    """The modality codes a pool's index stores (:func:`modalities_from_pools`).
+
+    Args:
+        emb: The embedding directory.
+        entries: The pool's entries (:func:`pool_entries`).
+        pool: The pool's name, for the error.
+        modalities: ``True`` requires the pool files, ``None`` stores the codes when the pool
+            files are found, ``False`` never.
+        data_dir: Where the pool files are (default: the embedding directory's
+            ``data_dir``).
+
+    Raises:
+        DataNotFoundError: ``modalities=True`` and the pool files are not found.
+        DataFormatError: An id is not in its pool file.
+    """
+    if modalities is False:
+        return None
+    ids = [did for entry in entries for did in entry.read_ids()]
+    codes = modalities_from_pools(entries, ids, data_dir=data_dir or emb.data_dir,
+                                  emb_root=emb.root)
+    if codes is None and modalities:
+        raise DataNotFoundError(f"no pool files found for the modalities of {pool!r}; "
+                                "pass the M-BEIR directory (--data)")
+    return codes
+
+
+def embedding_source_meta(emb: EmbeddingDir, data_dir: str | Path | None) -> dict[str, Any]:
+    """What an index's ``meta.json`` records of the embeddings it was built from."""
+    return {"embedding_dir": str(emb.root),
+            "embedding_config_hash": emb.meta.get("config_hash"),
+            "data_dir": str(data_dir or emb.data_dir or "") or None}

@@ -18,9 +18,11 @@ import numpy as np
 from augret.data.ids import MODALITIES
 from augret.errors import ConfigError, DataFormatError
 from augret.evaluate.runs import Run
+from augret.index.vectors import l2_normalize
+from augret.progress import track
 
-__all__ = ["SearchResult", "Searchable", "modality_mask", "query_matrix", "ranked_search",
-           "search"]
+__all__ = ["SearchResult", "Searchable", "batched_search", "modality_mask", "query_matrix",
+           "ranked_search", "search"]
 
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 _MAX_CELLS = 1 << 24  # queries × depth per over-fetching call (~200 MB of results)
@@ -113,6 +115,37 @@ def query_matrix(queries: Any, dim: int, k: int, *, where: str = "an index") -> 
     if k < 1:
         raise ConfigError(f"k must be a positive integer, got {k}")
     return q
+
+
+def batched_search(queries: np.ndarray, k: int, ids: np.ndarray,
+                   search_batch: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], *,
+                   batch_size: int, normalize: bool, progress: bool) -> SearchResult:
+    """Search ``queries`` (checked by :func:`query_matrix`) batch by batch.
+
+    Args:
+        queries: ``(n, dim)`` query vectors.
+        k: Results per query.
+        ids: The index's ids, by row.
+        search_batch: ``float32 (m, dim) -> (scores, rows)``, each ``(m, k)``, rows ``-1``
+            where empty.
+        batch_size: Queries per call of ``search_batch``.
+        normalize: L2-normalise each batch first (as UniIR).
+        progress: Show a progress bar.
+    """
+    n = len(queries)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    rows = np.full((n, k), -1, dtype=np.int64)
+    if n and len(ids):
+        with track("searching", n, enabled=progress) as advance:
+            for start in range(0, n, batch_size):
+                xb = queries[start: start + batch_size]
+                xb = l2_normalize(xb) if normalize else np.ascontiguousarray(xb, np.float32)
+                s, r = search_batch(xb)
+                scores[start: start + len(xb)] = s
+                rows[start: start + len(xb)] = r
+                advance(len(xb))
+    found = np.where(rows >= 0, ids[np.clip(rows, 0, None)] if len(ids) else "", "")
+    return SearchResult(ids=found, scores=scores, rows=rows)
 
 
 def modality_mask(codes: np.ndarray | None, modalities: str | Iterable[str] | None

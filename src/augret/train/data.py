@@ -38,7 +38,7 @@ from augret.errors import ConfigError, DataFormatError, DataNotFoundError
 from augret.train.config import DataConfig
 
 __all__ = ["BatchInfo", "EpochBatches", "TrainData", "TrainExample", "chunk_bounds",
-           "open_train_data"]
+           "open_train_data", "resolve_files"]
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,21 @@ class BatchInfo:
     truncated: int
 
 
-def _resolve(base: MBEIRDir, value: str | None, default: Path | None, what: str) -> list[Path]:
+def resolve_files(base: MBEIRDir, value: str | None, default: Path | None,
+                  what: str) -> list[Path]:
+    """The files a config value names (comma-separated, relative to ``base``), else
+    ``default``.
+
+    Args:
+        base: The M-BEIR directory relative paths are taken from.
+        value: One path or several, comma-separated; empty: ``default``.
+        default: The layout's file, or ``None`` when it has none.
+        what: What the files are, for the error.
+
+    Raises:
+        DataNotFoundError: A named file is missing, or nothing is named and there is no
+            default.
+    """
     if value:
         paths = []
         for part in str(value).split(","):
@@ -164,9 +178,9 @@ class TrainData:
             self.base = MBEIRDir(cfg.enhanced_dir)
         else:
             raise ConfigError("set data.dir (or data.enhanced_dir)")
-        self.query_files = _resolve(self.base, cfg.train_file, self.base.train_file(),
+        self.query_files = resolve_files(self.base, cfg.train_file, self.base.train_file(),
                                     "training query")
-        self.pool_files = _resolve(self.base, cfg.train_pool, self.base.train_pool_file(),
+        self.pool_files = resolve_files(self.base, cfg.train_pool, self.base.train_pool_file(),
                                    "training pool")
         self.queries = LineIndex(self.query_files[0])
         if cfg.max_examples:

@@ -34,7 +34,7 @@ from augret.train.checkpoint import (
     save_checkpoint,
 )
 from augret.train.config import TrainConfig
-from augret.train.data import BatchInfo, EpochBatches, TrainData, make_loader
+from augret.train.data import BatchInfo, EpochBatches, TrainData, make_loader, resolve_files
 from augret.train.dist import DistContext, setup, teardown
 from augret.train.families import build_train_model
 from augret.train.loss import contrastive_loss
@@ -350,11 +350,10 @@ def _bad_examples(cfg: TrainConfig, info: BatchInfo) -> None:
 
 
 def _build_check(cfg: TrainConfig, data: TrainData, model: TrainModel) -> Any:
-    from augret.train.data import _resolve
     from augret.train.validate import build_check
 
-    qfile = _resolve(data.base, cfg.val.file, None, "validation query")[0]
-    pools = _resolve(data.base, cfg.val.pool, data.pool_files[0], "validation pool") \
+    qfile = resolve_files(data.base, cfg.val.file, None, "validation query")[0]
+    pools = resolve_files(data.base, cfg.val.pool, data.pool_files[0], "validation pool") \
         if cfg.val.pool else data.pool_files
     view = "enhanced" if cfg.data.view in ("enhanced", "mix") else "raw"
     return build_check(data.base, qfile, pools, size=cfg.val.size,
